@@ -1,0 +1,1 @@
+"""The ``product-classifier`` command line. Each stage registers its commands from its own module."""

@@ -1,0 +1,135 @@
+"""Typed experiment configuration, loaded from YAML under ``configs/``.
+
+The YAML mirrors these classes one to one; unknown keys are errors, so a typo fails at load time
+with the offending path instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class DataConfig(StrictModel):
+    data_dir: Path | None = None
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    split_seed: int = 42
+    # Fraction of the training split actually used; search and smoke runs shrink it.
+    subset_fraction: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class ModelConfig(StrictModel):
+    name: str = "baseline_cnn"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimizerConfig(StrictModel):
+    name: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+
+
+class SchedulerConfig(StrictModel):
+    name: Literal["onecycle", "cosine", "none"] = "onecycle"
+    warmup_fraction: float = Field(0.15, ge=0, lt=1)
+
+
+class AugmentConfig(StrictModel):
+    hflip: bool = True
+    crop_padding: int = Field(2, ge=0)
+    rotation_degrees: float = Field(0.0, ge=0)
+    brightness: float = Field(0.0, ge=0, lt=1)
+    random_erasing: float = Field(0.0, ge=0, le=1)
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(15, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    early_stopping_patience: int | None = Field(5, ge=1)
+    # Hard stop for the whole run, checked between epochs (the 15-minute CPU budget).
+    max_minutes: float | None = Field(None, gt=0)
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = Field(None, ge=1)
+    output_dir: Path = Path("runs")
+    run_name: str | None = None
+    # Export with horizontal-flip test-time augmentation averaged inside the graph.
+    tta_flip: bool = False
+
+
+class ExperimentConfig(StrictModel):
+    name: str = "baseline"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _model_is_registered(self) -> ExperimentConfig:
+        # Imported lazily: the registry imports torch, and config must load without it.
+        from product_classifier.models.registry import list_models
+
+        if self.model.name not in list_models():
+            raise ValueError(
+                f"unknown model {self.model.name!r}; registered: {', '.join(list_models())}"
+            )
+        return self
+
+
+class ConfigError(ValueError):
+    """A config file is missing, not YAML, or does not match the schema."""
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+    node[leaf] = value
+
+
+def load_experiment_config(
+    path: str | Path, overrides: list[str] | dict[str, Any] | None = None
+) -> ExperimentConfig:
+    """Load a YAML experiment config, applying ``key.sub=value`` overrides (values parsed as YAML)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must contain a mapping at the top level")
+    items: list[tuple[str, Any]]
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        items = []
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} must look like key.sub=value")
+            key, value = item.split("=", 1)
+            items.append((key.strip(), yaml.safe_load(value)))
+    for key, value in items:
+        _set_dotted(raw, key, value)
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: invalid config\n{exc}") from exc
