@@ -51,6 +51,14 @@ class AugmentConfig(StrictModel):
     random_erasing: float = Field(0.0, ge=0, le=1)
 
 
+class DistillConfig(StrictModel):
+    """Knowledge distillation (Hinton et al. 2015) from a trained teacher checkpoint."""
+
+    teacher_checkpoint: Path
+    alpha: float = Field(0.7, ge=0, le=1)  # weight of the teacher's soft targets
+    temperature: float = Field(4.0, gt=0)
+
+
 class TrainConfig(StrictModel):
     epochs: int = Field(15, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -67,6 +75,7 @@ class TrainConfig(StrictModel):
     run_name: str | None = None
     # Export with horizontal-flip test-time augmentation averaged inside the graph.
     tta_flip: bool = False
+    distill: DistillConfig | None = None
 
 
 class ExperimentConfig(StrictModel):

@@ -1,9 +1,60 @@
-"""`product-classifier train` commands."""
+"""`product-classifier train`: train one config (the search lives in `search`)."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this module's commands to the root app."""
+    app.command("train")(train)
+
+
+def train(
+    config: Path = typer.Option(
+        Path("configs/baseline.yaml"), "--config", "-c", help="Experiment YAML under configs/."
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", "-s", help="Override a config value, e.g. --set train.epochs=3 (repeatable)."
+    ),
+    run_dir: Path | None = typer.Option(None, help="Where checkpoints go (default runs/NAME-TIME)."),
+    resume: bool = typer.Option(False, help="Continue from RUN_DIR/last.pt if it exists."),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bars (default: when stderr is a TTY)."
+    ),
+    release: bool = typer.Option(
+        False, help="Export the best checkpoint to artifacts/ with a model card when done."
+    ),
+) -> None:
+    """Train a model from a YAML config, with a progress bar, early stopping and checkpoints."""
+    from product_classifier.config import ConfigError, load_experiment_config
+
+    try:
+        cfg = load_experiment_config(config, overrides)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from exc
+    from product_classifier.training.trainer import train as run_training
+
+    if run_dir is None and resume and cfg.train.run_name is None:
+        typer.secho("--resume needs --run-dir or train.run_name in the config", fg="red", err=True)
+        raise typer.Exit(2)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    result = run_training(cfg, run_dir=run_dir, resume=resume, progress=progress)
+    typer.echo(
+        f"best val accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch} "
+        f"({result.epochs_run} epochs, {result.wall_seconds / 60:.1f} min, "
+        f"{result.parameters:,} parameters)\ncheckpoint: {result.best_checkpoint}"
+    )
+    if release:
+        from product_classifier.export.release import release_checkpoint
+
+        card = release_checkpoint(result.best_checkpoint)
+        test = card["metrics"]["test"]
+        typer.echo(
+            f"released artifacts/model.onnx: test accuracy {test['accuracy']:.4f}, "
+            f"macro-F1 {test['macro_f1']:.4f}"
+        )

@@ -1,0 +1,68 @@
+# Thin wrappers over the `product-classifier` CLI. `make serve` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: help install install-serve serve test test-fast lint format typecheck data train train-release \
+        evaluate export benchmark loadtest docker-test clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Stamps: reinstall only when the pinned requirements change.
+$(VENV)/.serve-stamp: requirements/serve.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -r requirements/serve.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.dev-stamp: requirements/serve.txt requirements/train.txt requirements/dev.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@ $(VENV)/.serve-stamp
+
+install-serve: $(VENV)/.serve-stamp  ## Serving dependencies only (no torch)
+install: $(VENV)/.dev-stamp  ## Everything: training, serving, tests, lint
+
+serve: install-serve  ## Start the API on the released model at http://$(HOST):$(PORT)
+	$(BIN)/product-classifier serve --host $(HOST) --port $(PORT)
+
+test: install  ## The whole test suite (what CI runs)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install  ## Unit tests only
+	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+lint: install  ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+format: install  ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+data: install-serve  ## Find or download Fashion-MNIST and verify its checksums
+	$(BIN)/product-classifier data fetch
+
+train: install  ## Train the baseline CNN and release it to artifacts/
+	$(BIN)/product-classifier train --config configs/baseline.yaml --release
+
+train-release: install  ## Train the released model (resumable: rerun to continue)
+	$(BIN)/product-classifier train --config configs/release.yaml --run-dir runs/release --resume --release
+
+evaluate: install  ## Evaluate artifacts/model.onnx on the 10k test set
+	$(BIN)/product-classifier evaluate --model artifacts/model.onnx --out-dir reports/evaluation
+
+export: install  ## Export CHECKPOINT=runs/.../best.pt to artifacts/
+	$(BIN)/product-classifier export $(CHECKPOINT)
+
+clean:  ## Remove caches and run outputs (keeps data/ and the venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache reports runs

@@ -1,0 +1,180 @@
+"""An asyncio micro-batcher: many concurrent single-image requests, one model call.
+
+Requests append their preprocessed [1, 1, 28, 28] array to a bounded queue and await a future.
+A single worker task takes up to ``max_batch_size`` items (after an idle spell it waits at most
+``max_wait_ms`` for the batch to fill), runs ONE predict call in a dedicated one-thread
+executor (onnxruntime releases the GIL, so the event loop keeps serving) and resolves the
+futures. While that call runs, new requests pile up and form the next batch, so under load the
+wait is never paid. A full queue fails fast with OverloadedError instead of growing latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from product_classifier.constants import IMAGE_SIZE
+from product_classifier.inference.errors import BatcherClosedError, OverloadedError
+
+logger = logging.getLogger(__name__)
+
+ITEM_SHAPE = (1, 1, IMAGE_SIZE, IMAGE_SIZE)
+PredictFn = Callable[[np.ndarray], np.ndarray]
+_Item = tuple[np.ndarray, "asyncio.Future[np.ndarray]"]
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+class MicroBatcher:
+    """Collects single items into batches for ``predict_fn`` (rows in, rows out, same order)."""
+
+    def __init__(
+        self,
+        predict_fn: PredictFn,
+        *,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 2.0,
+        queue_size: int = 1024,
+    ) -> None:
+        if max_batch_size < 1 or queue_size < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch_size and queue_size must be >= 1, max_wait_ms >= 0")
+        self._predict_fn = predict_fn
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.queue_size = queue_size
+        self._pending: collections.deque[_Item] = collections.deque()
+        self._buffer = np.empty((max_batch_size, *ITEM_SHAPE[1:]), dtype=np.float32)
+        self._executor: ThreadPoolExecutor | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Future[None] | None = None  # worker idle, queue empty
+        self._fill: asyncio.Future[None] | None = None  # worker waiting for a fuller batch
+        self._accepting = False
+        self._stopping = False
+        # Counters for /v1/model and tests; plain ints, the loop is single-threaded.
+        self.batches_run = 0
+        self.items_run = 0
+
+    @property
+    def running(self) -> bool:
+        return self._accepting
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    async def start(self) -> None:
+        if self._worker is not None:
+            raise RuntimeError("batcher already started")
+        self._loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-batch")
+        self._stopping = False
+        self._accepting = True
+        self._worker = self._loop.create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        """Refuse new items, finish every queued one, then stop the worker and its thread."""
+        self._accepting = False
+        self._stopping = True
+        _wake(self._wakeup)
+        _wake(self._fill)
+        if self._worker is not None:
+            try:
+                await self._worker
+            finally:
+                self._worker = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def submit(self, item: np.ndarray) -> asyncio.Future[np.ndarray]:
+        """Queue one [1, 1, 28, 28] float32 array; the future resolves to its output row."""
+        return self.submit_many((item,))[0]
+
+    def submit_many(self, items: Sequence[np.ndarray]) -> list[asyncio.Future[np.ndarray]]:
+        """Queue several items, all or none (a batch request is admitted whole or refused)."""
+        if not self._accepting or self._loop is None:
+            raise BatcherClosedError("the model is not accepting requests (starting or stopping)")
+        if len(self._pending) + len(items) > self.queue_size:
+            raise OverloadedError(
+                f"inference queue is full ({len(self._pending)}/{self.queue_size} queued)"
+            )
+        for item in items:
+            if item.shape != ITEM_SHAPE:
+                raise ValueError(f"expected an item of shape {ITEM_SHAPE}, got {item.shape}")
+        create_future = self._loop.create_future
+        futures = [create_future() for _ in items]
+        self._pending.extend(zip(items, futures, strict=True))
+        if self._wakeup is not None:
+            _wake(self._wakeup)
+        elif self._fill is not None and len(self._pending) >= self.max_batch_size:
+            _wake(self._fill)
+        return futures
+
+    async def predict(self, item: np.ndarray) -> np.ndarray:
+        return await self.submit(item)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        pending = self._pending
+        while True:
+            if not pending:
+                if self._stopping:
+                    return
+                self._wakeup = loop.create_future()
+                try:
+                    await self._wakeup
+                finally:
+                    self._wakeup = None
+                if (
+                    len(pending) < self.max_batch_size
+                    and self.max_wait_s > 0
+                    and not self._stopping
+                ):
+                    # First item after an idle spell: give concurrent requests a moment to
+                    # join it. Items that queued up during a model call skip this wait.
+                    self._fill = loop.create_future()
+                    timer = loop.call_later(self.max_wait_s, _wake, self._fill)
+                    try:
+                        await self._fill
+                    finally:
+                        timer.cancel()
+                        self._fill = None
+            if not pending:  # stop() raced with an empty queue
+                continue
+            count = min(len(pending), self.max_batch_size)
+            batch = [pending.popleft() for _ in range(count)]
+            await self._run_batch(loop, batch)
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        # Requests whose client went away were cancelled; don't spend model time on them.
+        live = [(x, fut) for x, fut in batch if not fut.done()]
+        if not live:
+            return
+        n = len(live)
+        # The worker awaits each call before building the next batch, so one buffer suffices.
+        inputs = self._buffer[:n]
+        np.concatenate([x for x, _ in live], axis=0, out=inputs)
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._predict_fn, inputs)
+            if len(outputs) != n:
+                raise RuntimeError(f"predict_fn returned {len(outputs)} rows for {n} inputs")
+        except Exception as exc:
+            logger.exception("batched inference failed for %d items", n)
+            for _, fut in live:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        self.batches_run += 1
+        self.items_run += n
+        for i, (_, fut) in enumerate(live):
+            if not fut.done():
+                fut.set_result(outputs[i])

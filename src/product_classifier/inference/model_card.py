@@ -1,0 +1,127 @@
+"""Load ``model_card.json`` and check that the ONNX file is the one the card describes.
+
+The card is written by the export step next to the model; its ``sha256`` pins the exact file.
+Serving refuses to start when the hash does not match (a half-copied or swapped model), unless
+verification is switched off for development.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from product_classifier.inference.errors import ModelLoadError
+
+if TYPE_CHECKING:  # the predictor module imports onnxruntime; keep this one light
+    from product_classifier.inference.predictor import OnnxPredictor, PredictorOptions
+
+logger = logging.getLogger(__name__)
+
+MODEL_CARD_NAME = "model_card.json"
+_CHUNK = 1 << 20
+
+
+def default_card_path(model_path: str | Path) -> Path:
+    """``artifacts/model.onnx`` -> ``artifacts/model_card.json``: the card sits beside the model."""
+    return Path(model_path).with_name(MODEL_CARD_NAME)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_model_card(card_path: str | Path) -> dict[str, Any]:
+    path = Path(card_path)
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"model card not found: {path}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"model card {path} is not readable JSON: {exc}") from exc
+    if not isinstance(card, dict):
+        raise ModelLoadError(f"model card {path} must contain a JSON object")
+    return card
+
+
+def verify_sha256(model_path: str | Path, card: dict[str, Any], card_path: str | Path) -> str:
+    """Return the model's sha256; raise ModelLoadError when it differs from the card's."""
+    model_path = Path(model_path)
+    expected = card.get("sha256")
+    if not isinstance(expected, str) or len(expected) != 64:
+        raise ModelLoadError(
+            f"model card {card_path} has no valid 'sha256' (64 hex digits) to verify "
+            f"{model_path} against"
+        )
+    if not model_path.is_file():
+        raise ModelLoadError(f"model file not found: {model_path}")
+    actual = sha256_file(model_path)
+    if actual != expected.lower():
+        raise ModelLoadError(
+            f"refusing to serve {model_path}: its sha256 is {actual} but {card_path} expects "
+            f"{expected.lower()} (the file was modified, truncated or swapped)"
+        )
+    return actual
+
+
+@dataclass(frozen=True)
+class VerifiedModel:
+    """A loaded predictor plus the card it was checked against."""
+
+    predictor: OnnxPredictor
+    card: dict[str, Any] = field(default_factory=dict)
+    card_path: Path | None = None
+    sha256: str | None = None
+    sha256_verified: bool = False
+
+
+def load_verified_model(
+    model_path: str | Path,
+    card_path: str | Path | None = None,
+    *,
+    verify: bool = True,
+    options: PredictorOptions | None = None,
+) -> VerifiedModel:
+    """Check the card's hash (unless ``verify`` is False), then load and validate the model.
+
+    With ``verify=False`` a missing card is tolerated (development); a present but unreadable
+    card is still an error, because it means the artifacts are broken.
+    """
+    from product_classifier.inference.predictor import OnnxPredictor
+
+    model_path = Path(model_path)
+    card_file = Path(card_path) if card_path is not None else default_card_path(model_path)
+    sha: str | None = None
+    if not model_path.is_file():
+        raise ModelLoadError(f"model file not found: {model_path}")
+    if verify:
+        card = load_model_card(card_file)
+        sha = verify_sha256(model_path, card, card_file)
+    elif card_file.is_file():
+        card = load_model_card(card_file)
+        logger.warning("sha256 verification is OFF: serving %s unchecked", model_path)
+    else:
+        card = {}
+        logger.warning("sha256 verification is OFF and %s is missing", card_file)
+    predictor = OnnxPredictor(model_path, options)
+    card_version = card.get("model_version")
+    if card_version is not None and str(card_version) != predictor.model_version:
+        logger.warning(
+            "model card says model_version=%s but the ONNX metadata says %s",
+            card_version,
+            predictor.model_version,
+        )
+    return VerifiedModel(
+        predictor=predictor,
+        card=card,
+        card_path=card_file if card else None,
+        sha256=sha,
+        sha256_verified=verify,
+    )

@@ -1,0 +1,123 @@
+"""FastAPI application factory.
+
+``create_app()`` builds the app without touching the model; the lifespan loads and verifies it,
+warms it up, starts the micro-batcher and only then flips ``/ready`` to 200. Run it with
+``product-classifier serve`` or ``uvicorn product_classifier.serving.app:create_app --factory``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from product_classifier import __version__
+from product_classifier.inference.batcher import MicroBatcher
+from product_classifier.inference.errors import ModelLoadError
+from product_classifier.inference.model_card import VerifiedModel, load_verified_model
+from product_classifier.inference.predictor import PredictorOptions
+from product_classifier.serving.errors import install_error_handlers
+from product_classifier.serving.middleware import RequestContextMiddleware
+from product_classifier.serving.routes import BATCH_PATH, build_router
+from product_classifier.serving.service import ModelService
+from product_classifier.serving.settings import ServeSettings, load_settings
+
+logger = logging.getLogger(__name__)
+
+# Room for multipart boundaries and part headers on top of the file itself.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+_DESCRIPTION = """Sorts product photos into Fashion-MNIST catalog categories.
+
+Upload an image as `multipart/form-data` (field `file`, or repeated `files` for a batch).
+Every error is JSON `{"error": {"code", "message"}, "request_id"}`."""
+
+
+def _load_model(settings: ServeSettings) -> VerifiedModel:
+    options = PredictorOptions(
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+        providers=tuple(settings.providers) or None,
+    )
+    model = load_verified_model(
+        settings.model_path, settings.card_path, verify=settings.verify_sha256, options=options
+    )
+    # Warm the biggest batch too, so its buffers exist before the first burst of traffic.
+    model.predictor.warmup(sorted({1, settings.max_batch_size}))
+    return model
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: ServeSettings = app.state.settings
+    loop = asyncio.get_running_loop()
+    try:
+        model = await loop.run_in_executor(None, partial(_load_model, settings))
+    except ModelLoadError as exc:
+        logger.error("cannot start: %s", exc)
+        raise
+    batcher = MicroBatcher(
+        model.predictor.predict_proba,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        queue_size=settings.queue_size,
+    )
+    executor = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
+    await batcher.start()
+    try:
+        service = ModelService(model, batcher, settings, executor)
+        await service.warmup()
+        app.state.service = service
+        app.state.ready = True
+        logger.info(
+            "ready: %s (model_version=%s, sha256 %s) on %s",
+            settings.model_path,
+            service.model_version,
+            "verified" if model.sha256_verified else "NOT verified",
+            ", ".join(model.predictor.providers),
+        )
+        yield
+    finally:
+        app.state.ready = False
+        await batcher.stop()  # in-flight requests finish before the worker exits
+        app.state.service = None
+        executor.shutdown(wait=True)
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    """Build the service; ``settings=None`` reads ``PRODUCT_CLASSIFIER_*`` env vars."""
+    settings = settings if settings is not None else load_settings()
+    app = FastAPI(
+        title="product-classifier",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=_lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.ready = False
+    app.state.service = None
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID"],
+        )
+    # Added last, so outermost: every response (CORS, 404, 500) gets a request id.
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        path_limits={BATCH_PATH: settings.max_batch_upload_bytes + MULTIPART_OVERHEAD_BYTES},
+    )
+    app.include_router(build_router(settings))
+    return app

@@ -1,0 +1,107 @@
+"""One pure-ASGI middleware for what every request needs, kept cheap for the hot path.
+
+* request id: ``X-Request-ID`` when it looks sane, else a fresh uuid4 hex; stored in
+  ``scope["state"]["request_id"]`` (``request.state.request_id``) and echoed in the response;
+* body size limit: a declared ``Content-Length`` over the limit is refused before reading a
+  byte, and the body is counted while it streams in (chunked uploads have no length);
+* last-resort error handling: anything unexpected is logged and answered with a JSON 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from product_classifier.serving.errors import ApiError, error_response
+
+logger = logging.getLogger(__name__)
+
+_REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+
+class PayloadTooLargeError(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, "payload_too_large", f"the request body is larger than the limit of {limit} bytes"
+        )
+
+
+class RequestContextMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.path_limits = path_limits or {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        raw_id: bytes | None = None
+        declared: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                raw_id = value
+            elif name == b"content-length":
+                declared = value
+        if raw_id is not None and _REQUEST_ID_OK.fullmatch(raw_id):
+            request_id = raw_id.decode("ascii")
+        else:
+            request_id = uuid.uuid4().hex
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = state = {}
+        state["request_id"] = request_id
+        id_header = (b"x-request-id", request_id.encode("ascii"))
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        limit = self.path_limits.get(scope["path"], self.max_body_bytes)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            # Refuse before reading: a 1 GB upload costs us nothing.
+            await self._respond(scope, receive, send_with_id, PayloadTooLargeError(limit))
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLargeError(limit)
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except PayloadTooLargeError as exc:
+            # Normally turned into a response by the app's handlers; this is the fallback.
+            if started:
+                raise
+            await self._respond(scope, receive, send_with_id, exc)
+        except Exception:
+            logger.exception("unhandled error (request_id=%s)", request_id)
+            if started:
+                raise
+            response = error_response(
+                Request(scope), 500, "internal_error", "internal server error"
+            )
+            await response(scope, receive, send_with_id)
+
+    @staticmethod
+    async def _respond(scope: Scope, receive: Receive, send: Send, exc: ApiError) -> None:
+        response = error_response(Request(scope), exc.status_code, exc.code, exc.message)
+        await response(scope, receive, send)

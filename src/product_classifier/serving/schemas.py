@@ -1,0 +1,81 @@
+"""Response shapes, for the OpenAPI docs only.
+
+Handlers return plain ``JSONResponse`` dicts (FastAPI skips response-model validation for a
+Response), so these models document the API without costing anything per request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable reason, e.g. unsupported_media_type.")
+    message: str = Field(description="Human-readable explanation.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+    request_id: str | None = None
+
+
+class TopKEntry(BaseModel):
+    category: str
+    class_id: int
+    probability: float
+
+
+class Prediction(BaseModel):
+    category: str = Field(description="Top-1 catalog category.")
+    class_id: int = Field(description="Fashion-MNIST label index of the category.")
+    confidence: float = Field(description="Top-1 probability.")
+    top_k: list[TopKEntry] = Field(description="The 3 most likely categories, best first.")
+    needs_review: bool = Field(description="Confidence is below the review threshold.")
+
+
+class PredictionResponse(Prediction):
+    model_version: str
+    request_id: str
+
+
+class BatchPrediction(Prediction):
+    filename: str | None = None
+
+
+class BatchItemError(BaseModel):
+    error: ErrorDetail
+    filename: str | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchPrediction | BatchItemError] = Field(
+        description="One entry per uploaded file, in upload order."
+    )
+    model_version: str
+    request_id: str
+
+
+class Category(BaseModel):
+    class_id: int
+    category: str
+
+
+class CategoriesResponse(BaseModel):
+    categories: list[Category]
+    model_version: str
+
+
+class ModelInfoResponse(BaseModel):
+    model_card: dict[str, Any] = Field(description="model_card.json as written by the export.")
+    runtime: dict[str, Any] = Field(description="Providers, threads, batching, sha256 check.")
+
+
+class StatusResponse(BaseModel):
+    status: str
+    model_version: str | None = None
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse} for status in statuses}

@@ -1,0 +1,201 @@
+"""The request pipeline: bytes -> preprocessing (worker thread) -> micro-batch -> response dict.
+
+Decoding runs in a small dedicated thread pool so the event loop never touches pixels; the
+model call runs in the batcher's own thread. Responses are plain dicts built with Python
+lists (``tolist`` once per row), which is cheaper than numpy scalars or pydantic models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from product_classifier.constants import IMAGE_SIZE
+from product_classifier.inference.batcher import MicroBatcher
+from product_classifier.inference.errors import BatcherClosedError, OverloadedError
+from product_classifier.inference.model_card import VerifiedModel
+from product_classifier.preprocessing import (
+    PreprocessConfig,
+    PreprocessingError,
+    preprocess_bytes,
+)
+from product_classifier.serving.errors import ApiError
+from product_classifier.serving.settings import ServeSettings
+
+logger = logging.getLogger(__name__)
+
+TOP_K = 3
+# Leading bytes of the formats we decode (PNG, JPEG, GIF, TIFF LE/BE, WebP's RIFF container).
+_IMAGE_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF8",
+    b"II*\x00",
+    b"MM\x00*",
+    b"RIFF",
+)
+_Decoded = np.ndarray | ApiError
+
+
+class ModelService:
+    """Everything a prediction request needs, created by the app's lifespan."""
+
+    def __init__(
+        self,
+        model: VerifiedModel,
+        batcher: MicroBatcher,
+        settings: ServeSettings,
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self.model = model
+        self.batcher = batcher
+        self.settings = settings
+        self._executor = executor
+        self._preprocess_config = PreprocessConfig(max_pixels=settings.max_pixels)
+        self._class_names = model.predictor.class_names
+        self._class_ids = range(len(self._class_names))
+        self._threshold = settings.review_threshold
+        self._max_upload = settings.max_upload_bytes
+        self._retry_after = {"Retry-After": str(settings.retry_after_s)}
+        self.model_version: str = model.predictor.model_version
+        self.categories = {
+            "categories": [
+                {"class_id": i, "category": name} for i, name in enumerate(self._class_names)
+            ],
+            "model_version": self.model_version,
+        }
+
+    # -- preprocessing (worker threads) -------------------------------------------------------
+
+    def _preprocess(self, data: bytes) -> np.ndarray:
+        try:
+            return preprocess_bytes(data, self._preprocess_config)
+        except PreprocessingError as exc:
+            if exc.code == "not_an_image" and data.startswith(_IMAGE_SIGNATURES):
+                # Pillow could not even identify it, but the signature says it is an image:
+                # a truncated or damaged file is a bad request, not an unsupported type.
+                raise ApiError(
+                    400, "corrupt_image", "the image is truncated or damaged and cannot be read"
+                ) from exc
+            raise ApiError.from_preprocessing(exc) from exc
+        except Exception as exc:
+            # Exotic modes Pillow opens but cannot convert are still the client's image.
+            logger.warning("preprocessing failed unexpectedly: %r", exc)
+            raise ApiError(
+                400, "invalid_image", f"the image could not be processed: {exc}"
+            ) from exc
+
+    def _preprocess_many(self, items: Sequence[bytes]) -> list[_Decoded]:
+        out: list[_Decoded] = []
+        for data in items:
+            try:
+                out.append(self._preprocess(data))
+            except ApiError as exc:
+                out.append(exc)
+        return out
+
+    def _check_upload(self, data: bytes) -> None:
+        if len(data) > self._max_upload:
+            raise ApiError(
+                413,
+                "file_too_large",
+                f"the file is {len(data)} bytes; the limit is {self._max_upload}",
+            )
+        if not data:
+            raise ApiError(400, "empty_file", "the uploaded file is empty")
+
+    # -- inference ------------------------------------------------------------------------------
+
+    def _submit(self, items: Sequence[np.ndarray]) -> list[asyncio.Future[np.ndarray]]:
+        try:
+            return self.batcher.submit_many(items)
+        except OverloadedError as exc:
+            raise ApiError(503, "overloaded", f"{exc}; retry later", self._retry_after) from exc
+        except BatcherClosedError as exc:
+            raise ApiError(503, "not_ready", str(exc), self._retry_after) from exc
+
+    def format_prediction(self, probs: np.ndarray) -> dict[str, Any]:
+        p = probs.tolist()
+        names = self._class_names
+        # Stable sort: ties go to the lower class id, like numpy's argmax offline.
+        order = sorted(self._class_ids, key=p.__getitem__, reverse=True)[:TOP_K]
+        best = order[0]
+        return {
+            "category": names[best],
+            "class_id": best,
+            "confidence": p[best],
+            "top_k": [{"category": names[i], "class_id": i, "probability": p[i]} for i in order],
+            "needs_review": p[best] < self._threshold,
+        }
+
+    async def predict_bytes(self, data: bytes) -> dict[str, Any]:
+        """One upload -> prediction dict; raises ApiError for anything the client got wrong."""
+        self._check_upload(data)
+        loop = asyncio.get_running_loop()
+        x = await loop.run_in_executor(self._executor, self._preprocess, data)
+        probs = await self._submit((x,))[0]
+        return self.format_prediction(probs)
+
+    async def predict_many(
+        self, uploads: Sequence[tuple[str | None, bytes]]
+    ) -> list[dict[str, Any]]:
+        """Several uploads -> one result per upload, in order; bad files don't fail the batch."""
+        results: list[dict[str, Any] | None] = [None] * len(uploads)
+        todo: list[int] = []
+        for i, (filename, data) in enumerate(uploads):
+            try:
+                self._check_upload(data)
+                todo.append(i)
+            except ApiError as exc:
+                results[i] = {"error": exc.body(), "filename": filename}
+        loop = asyncio.get_running_loop()
+        decoded = await loop.run_in_executor(
+            self._executor, self._preprocess_many, [uploads[i][1] for i in todo]
+        )
+        ready: list[tuple[int, np.ndarray]] = []
+        for i, item in zip(todo, decoded, strict=True):
+            if isinstance(item, ApiError):
+                results[i] = {"error": item.body(), "filename": uploads[i][0]}
+            else:
+                ready.append((i, item))
+        if ready:
+            futures = self._submit([x for _, x in ready])
+            rows = await asyncio.gather(*futures)
+            for (i, _), probs in zip(ready, rows, strict=True):
+                results[i] = {"filename": uploads[i][0], **self.format_prediction(probs)}
+        return [r for r in results if r is not None]
+
+    # -- startup --------------------------------------------------------------------------------
+
+    async def warmup(self) -> None:
+        """Push one real PNG through the whole path (loads Pillow's codec, fills the batcher)."""
+        buf = io.BytesIO()
+        Image.fromarray(np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)).save(buf, "PNG")
+        await self.predict_bytes(buf.getvalue())
+
+    def model_info(self) -> dict[str, Any]:
+        runtime = self.model.predictor.runtime_info()
+        runtime.update(
+            {
+                "sha256": self.model.sha256,
+                "sha256_verified": self.model.sha256_verified,
+                "class_names": list(self._class_names),
+                "batching": {
+                    "max_batch_size": self.batcher.max_batch_size,
+                    "max_wait_ms": self.batcher.max_wait_s * 1000.0,
+                    "queue_size": self.batcher.queue_size,
+                    "queued": self.batcher.queued,
+                    "batches_run": self.batcher.batches_run,
+                    "items_run": self.batcher.items_run,
+                },
+                "review_threshold": self._threshold,
+            }
+        )
+        return {"model_card": self.model.card, "runtime": runtime}

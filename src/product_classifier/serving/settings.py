@@ -1,0 +1,175 @@
+"""Service settings: ``PRODUCT_CLASSIFIER_*`` environment variables, overridden by CLI options.
+
+Every field maps to ``PRODUCT_CLASSIFIER_<FIELD NAME IN UPPER CASE>``. Lists (``providers``,
+``cors_origins``) accept a comma-separated string or a JSON list. Invalid values fail at startup
+with a message naming the variable and the reason (:class:`SettingsError`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "PRODUCT_CLASSIFIER_"
+MIB = 1024 * 1024
+
+# Short names accepted for convenience in env vars and on the command line.
+_PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+class SettingsError(ValueError):
+    """Settings are invalid; the message is meant for the operator, one paragraph."""
+
+
+def _split_list(value: Any) -> Any:
+    """``"a,b"`` or ``'["a","b"]'`` -> ``["a", "b"]``; other values pass through unchanged."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, case_sensitive=False
+    )
+
+    host: str = Field("127.0.0.1", min_length=1, description="Interface to bind.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to bind.")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    log_level: LogLevel = Field("info", description="Log level for uvicorn and the service.")
+    access_log: bool = Field(
+        False, description="uvicorn access log (off by default: it costs ~10% throughput)."
+    )
+
+    model_path: Path = Field(Path("artifacts/model.onnx"), description="The ONNX model.")
+    model_card_path: Path | None = Field(
+        None, description="model_card.json; default: model_card.json beside the model."
+    )
+    verify_sha256: bool = Field(
+        True, description="Refuse to start when the model's sha256 differs from the card's."
+    )
+
+    review_threshold: float = Field(
+        0.7, ge=0.0, le=1.0, description="needs_review is true below this top-1 confidence."
+    )
+    max_upload_bytes: int = Field(10 * MIB, ge=1, description="Largest accepted file.")
+    max_batch_upload_bytes: int = Field(
+        64 * MIB, ge=1, description="Largest accepted /v1/predict/batch request body."
+    )
+    max_pixels: int = Field(40_000_000, ge=1, description="Largest accepted width x height.")
+    max_batch_files: int = Field(64, ge=1, description="Most files per batch request.")
+
+    max_batch_size: int = Field(64, ge=1, le=4096, description="Micro-batch size cap.")
+    max_wait_ms: float = Field(
+        2.0, ge=0.0, le=1000.0, description="How long a lone request waits for company."
+    )
+    queue_size: int = Field(1024, ge=1, description="Queued images before answering 503.")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 503 responses.")
+    preprocess_threads: int = Field(
+        2, ge=1, le=64, description="Threads that decode and preprocess uploads."
+    )
+
+    intra_op_threads: int = Field(
+        1, ge=0, le=256, description="onnxruntime intra-op threads (0: onnxruntime decides)."
+    )
+    inter_op_threads: int = Field(1, ge=0, le=256, description="onnxruntime inter-op threads.")
+    providers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="onnxruntime providers in order of preference (empty: TensorRT, CUDA, "
+        "CPU, whichever this build has). Aliases: cpu, cuda, tensorrt.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed by CORS (empty: CORS off)."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("providers", "cors_origins", mode="before")
+    @classmethod
+    def _parse_list(cls, value: Any) -> Any:
+        try:
+            return _split_list(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a comma-separated list nor a JSON list: {exc}") from exc
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: list[str]) -> list[str]:
+        import onnxruntime as ort  # lazy: only validating needs it
+
+        known = ort.get_all_providers()
+        resolved = [_PROVIDER_ALIASES.get(name.lower(), name) for name in value]
+        unknown = [name for name in resolved if name not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown onnxruntime provider(s) {unknown}; use e.g. cpu, cuda, tensorrt or "
+                f"one of {known}"
+            )
+        return resolved
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServeSettings:
+        if self.queue_size < self.max_batch_files:
+            raise ValueError(
+                f"{env_name('queue_size')}={self.queue_size} must be >= "
+                f"{env_name('max_batch_files')}={self.max_batch_files}, or a full batch request "
+                "could never be queued"
+            )
+        if self.model_card_path is None:
+            self.model_card_path = self.model_path.with_name("model_card.json")
+        return self
+
+    @property
+    def card_path(self) -> Path:
+        assert self.model_card_path is not None  # filled in by the validator
+        return self.model_card_path
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the env var, the value and the reason."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        reason = err["msg"].removeprefix("Value error, ")
+        if not loc:
+            problems.append(reason)
+            continue
+        field = loc[0]
+        where = f"{env_name(field)} ({field})"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{field!r} is not a setting")
+        elif err["type"] == "missing":
+            problems.append(f"{where} is required")
+        else:
+            problems.append(f"{where}={err.get('input')!r}: {reason}")
+    return "invalid service settings: " + "; ".join(problems)
+
+
+def load_settings(**overrides: Any) -> ServeSettings:
+    """Environment + explicit overrides (``None`` values are ignored) -> validated settings."""
+    values = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return ServeSettings(**values)
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from exc

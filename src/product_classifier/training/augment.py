@@ -1,0 +1,87 @@
+"""Batch-level augmentation on tensors, vectorised so it runs as fast on a GPU as the model.
+
+Per-sample PIL transforms would cost more than the model itself on two CPU cores; here every
+op is a handful of tensor ops over the whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from product_classifier.config import AugmentConfig
+
+
+def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator | None) -> torch.Tensor:
+    """Zero-pad by ``padding`` and crop back at a random offset (per sample)."""
+    if padding <= 0:
+        return x
+    n, c, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=gen, device="cpu").to(x.device)
+    rows = offsets[0, :, None] + torch.arange(h, device=x.device)  # [n, h]
+    cols = offsets[1, :, None] + torch.arange(w, device=x.device)  # [n, w]
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    out = padded[:, 0][batch, rows[:, :, None], cols[:, None, :]]
+    return out.unsqueeze(1) if c == 1 else padded[..., :h, :w]
+
+
+def random_hflip(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def random_rotation(x: torch.Tensor, degrees: float, gen: torch.Generator | None) -> torch.Tensor:
+    if degrees <= 0:
+        return x
+    n = x.shape[0]
+    angles = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(degrees)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+def random_brightness(x: torch.Tensor, amount: float, gen: torch.Generator | None) -> torch.Tensor:
+    if amount <= 0:
+        return x
+    factor = 1 + (torch.rand(x.shape[0], generator=gen) * 2 - 1) * amount
+    return (x * factor.to(x.device, x.dtype)[:, None, None, None]).clamp_(0, 1)
+
+
+def random_erasing(
+    x: torch.Tensor, probability: float, gen: torch.Generator | None
+) -> torch.Tensor:
+    """Zhong et al. 2020: blank a random rectangle (2-40% of the area, aspect 0.3-3.3)."""
+    if probability <= 0:
+        return x
+    n, _, h, w = x.shape
+    area = (torch.rand(n, generator=gen) * 0.38 + 0.02) * h * w
+    log_ratio = (torch.rand(n, generator=gen) * 2 - 1) * math.log(3.3)
+    ratio = torch.exp(log_ratio)
+    eh = torch.sqrt(area * ratio).clamp(1, h).long()
+    ew = torch.sqrt(area / ratio).clamp(1, w).long()
+    top = (torch.rand(n, generator=gen) * (h - eh + 1)).long()
+    left = (torch.rand(n, generator=gen) * (w - ew + 1)).long()
+    apply = torch.rand(n, generator=gen) < probability
+    ys = torch.arange(h)[None, :]
+    xs = torch.arange(w)[None, :]
+    in_rows = (ys >= top[:, None]) & (ys < (top + eh)[:, None])
+    in_cols = (xs >= left[:, None]) & (xs < (left + ew)[:, None])
+    mask = (in_rows[:, :, None] & in_cols[:, None, :]) & apply[:, None, None]
+    return x.masked_fill(mask[:, None].to(x.device), 0.0)
+
+
+def augment_batch(
+    x: torch.Tensor, config: AugmentConfig, gen: torch.Generator | None = None
+) -> torch.Tensor:
+    """x: float [N,1,28,28] in [0,1]. Random numbers come from a CPU generator for determinism."""
+    if config.hflip:
+        x = random_hflip(x, gen)
+    x = random_crop(x, config.crop_padding, gen)
+    x = random_rotation(x, config.rotation_degrees, gen)
+    x = random_brightness(x, config.brightness, gen)
+    return random_erasing(x, config.random_erasing, gen)

@@ -1,0 +1,53 @@
+import torch
+
+from product_classifier.config import AugmentConfig
+from product_classifier.training.augment import (
+    augment_batch,
+    random_crop,
+    random_erasing,
+    random_hflip,
+)
+
+
+def _batch(n=64):
+    return torch.rand(n, 1, 28, 28)
+
+
+def test_augmentation_keeps_shape_and_range():
+    cfg = AugmentConfig(
+        hflip=True, crop_padding=3, rotation_degrees=10, brightness=0.2, random_erasing=0.5
+    )
+    out = augment_batch(_batch(), cfg, torch.Generator().manual_seed(0))
+    assert out.shape == (64, 1, 28, 28)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_augmentation_is_deterministic_for_a_seed():
+    cfg = AugmentConfig(crop_padding=2, random_erasing=0.5)
+    x = _batch()
+    a = augment_batch(x, cfg, torch.Generator().manual_seed(1))
+    b = augment_batch(x, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+
+
+def test_crop_shifts_content_without_rescaling():
+    x = torch.zeros(8, 1, 28, 28)
+    x[:, :, 10:18, 10:18] = 1.0
+    out = random_crop(x, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(out.sum(dim=(1, 2, 3)), x.sum(dim=(1, 2, 3)))  # the square stays whole
+    assert not torch.equal(out, x)
+
+
+def test_hflip_flips_about_half():
+    x = torch.arange(28.0).expand(200, 1, 28, 28).contiguous()
+    out = random_hflip(x, torch.Generator().manual_seed(0))
+    flipped = (out[:, 0, 0, 0] == 27).float().mean().item()
+    assert 0.35 < flipped < 0.65
+
+
+def test_erasing_blanks_pixels_only_when_applied():
+    x = torch.ones(100, 1, 28, 28)
+    assert torch.equal(random_erasing(x, 0.0, None), x)
+    out = random_erasing(x, 1.0, torch.Generator().manual_seed(0))
+    erased = (out == 0).flatten(1).float().mean(1)
+    assert (erased > 0.015).all() and (erased < 0.45).all()

@@ -1,0 +1,140 @@
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from product_classifier.preprocessing import (
+    PreprocessConfig,
+    PreprocessingError,
+    canonicalize,
+    decode_image,
+    preprocess_bytes,
+    to_grayscale,
+    to_model_input,
+)
+
+
+def _encode(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _item(h=28, w=28) -> np.ndarray:
+    """A bright 'item' on black, Fashion-MNIST style."""
+    arr = np.zeros((h, w), np.uint8)
+    arr[h // 4 : 3 * h // 4, w // 3 : 2 * w // 3] = 200
+    arr[h // 4, w // 3 : 2 * w // 3] = 255
+    return arr
+
+
+def test_model_input_is_raw_bytes_over_255():
+    raw = np.arange(784, dtype=np.uint32).reshape(28, 28).astype(np.uint8)
+    x = to_model_input(raw)
+    assert x.shape == (1, 1, 28, 28) and x.dtype == np.float32
+    np.testing.assert_array_equal(x[0, 0], raw.astype(np.float32) / 255)
+
+
+def test_model_input_rejects_non_uint8():
+    with pytest.raises(TypeError):
+        to_model_input(np.zeros((28, 28), np.float32))
+
+
+def test_a_fashion_mnist_png_round_trips_exactly():
+    raw = _item()
+    x = preprocess_bytes(_encode(Image.fromarray(raw)))
+    np.testing.assert_array_equal(x, to_model_input(raw))
+
+
+def test_dark_item_on_white_photo_is_inverted_cropped_and_centred():
+    item = _item(280, 280)
+    photo = np.full((600, 500), 255, np.uint8)
+    photo[50:330, 30:310] = 255 - item  # dark item, off-centre on a white page
+    out = canonicalize(to_grayscale(Image.fromarray(photo).convert("RGB")))
+    assert out.shape == (28, 28)
+    assert out[:, 0].max() < 30 and out[:, -1].max() < 30  # the page became dark margins
+    rows = np.flatnonzero(out.max(axis=1) > 100)
+    cols = np.flatnonzero(out.max(axis=0) > 100)
+    # The item's longer side (its height) fills the canvas; it is centred horizontally.
+    assert rows[0] <= 1 and rows[-1] >= 26
+    assert abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1.5
+
+
+def test_aspect_ratio_is_kept():
+    wide = np.zeros((100, 400), np.uint8)
+    wide[40:60, 20:380] = 255
+    out = canonicalize(wide)
+    rows = np.flatnonzero(out.max(axis=1) > 100)
+    assert len(rows) <= 4  # 20/360 of 28 px tall, not stretched to a square
+
+
+def test_transparency_is_composited_on_white_then_inverted():
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[8:56, 24:40] = (20, 20, 20, 255)  # opaque dark bar, transparent elsewhere
+    out = preprocess_bytes(_encode(Image.fromarray(rgba, "RGBA")))
+    assert out[0, 0, 14, 0] < 0.1 and out[0, 0, 14, 14] > 0.8
+
+
+def test_exif_orientation_is_applied():
+    arr = np.zeros((20, 60), np.uint8)
+    arr[:, :10] = 255
+    image = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW on display
+    decoded = decode_image(_encode(image, "JPEG", exif=exif.tobytes()))
+    assert decoded.size == (20, 60)
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"", "empty_file"),
+        (b"hello, this is text", "not_an_image"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "not_an_image"),
+    ],
+)
+def test_bad_bytes_raise_preprocessing_errors(payload, code):
+    with pytest.raises(PreprocessingError) as info:
+        decode_image(payload)
+    assert info.value.code == code
+
+
+def test_truncated_png_is_a_corrupt_image():
+    data = _encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)))
+    with pytest.raises(PreprocessingError) as info:
+        decode_image(data[: len(data) // 2])
+    assert info.value.code == "corrupt_image"
+
+
+def test_pixel_limit_is_checked_before_decoding():
+    data = _encode(Image.new("L", (200, 200)))
+    with pytest.raises(PreprocessingError) as info:
+        decode_image(data, PreprocessConfig(max_pixels=10_000))
+    assert info.value.code == "image_too_large"
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "LA", "CMYK", "I;16", "1"])
+def test_every_common_mode_gives_a_valid_tensor(mode):
+    image = Image.fromarray(_item(40, 30)).convert(mode)
+    fmt = "JPEG" if mode == "CMYK" else ("TIFF" if mode == "I;16" else "PNG")
+    x = preprocess_bytes(_encode(image, fmt))
+    assert x.shape == (1, 1, 28, 28) and np.isfinite(x).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 80),
+    w=st.integers(1, 80),
+    seed=st.integers(0, 2**16),
+    mode=st.sampled_from(["L", "RGB", "RGBA"]),
+)
+def test_any_decodable_image_gives_a_finite_unit_tensor(h, w, seed, mode):
+    channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+    arr = np.random.default_rng(seed).integers(0, 256, (h, w, channels), dtype=np.uint8)
+    image = Image.fromarray(arr.squeeze(-1) if channels == 1 else arr, mode)
+    x = preprocess_bytes(_encode(image))
+    assert x.shape == (1, 1, 28, 28)
+    assert np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1
