@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared run on a lent GPU machine: train the teacher, distil the released student,
+# One prepared run on a lent GPU machine: train the released model, distil the student from it,
 # benchmark both with PyTorch CUDA. Tried on the CPU first with GPU_SMOKE=1.
 # Needs .gpu/fashion-mnist (the four .gz files) and .gpu/whl (pydantic wheels for the image's Python).
 set -euo pipefail
@@ -16,13 +16,13 @@ if [ "${GPU_SMOKE:-0}" = 1 ]; then
 fi
 PC=(python3 -m product_classifier.cli.main)
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true) | tee "$OUT/gpu.txt"
-"${PC[@]}" train -c configs/teacher.yaml --set train.device="$DEVICE" \
-  --set data.data_dir=.gpu/fashion-mnist --run-dir runs/teacher "${EXTRA[@]}" 2>&1 | tee "$OUT/teacher.log"
-cp runs/teacher/best.pt "$OUT/teacher.pt"
 "${PC[@]}" train -c configs/release.yaml --set train.device="$DEVICE" \
-  --set data.data_dir=.gpu/fashion-mnist --run-dir runs/release "${EXTRA[@]}" 2>&1 | tee "$OUT/student.log"
-cp runs/release/best.pt "$OUT/student.pt"
+  --set data.data_dir=.gpu/fashion-mnist --run-dir runs/release "${EXTRA[@]}" 2>&1 | tee "$OUT/release.log"
+cp runs/release/best.pt "$OUT/release.pt"
+"${PC[@]}" train -c configs/student.yaml --set train.device="$DEVICE" \
+  --set data.data_dir=.gpu/fashion-mnist --run-dir runs/student "${EXTRA[@]}" 2>&1 | tee "$OUT/student.log"
+cp runs/student/best.pt "$OUT/student.pt"
 if [ "$DEVICE" = cuda ]; then
-  python3 scripts/gpu_torch_benchmark.py runs/teacher/best.pt runs/release/best.pt > "$OUT/gpu_torch_benchmark.json" || true
+  python3 scripts/gpu_torch_benchmark.py runs/release/best.pt runs/student/best.pt > "$OUT/gpu_torch_benchmark.json" || true
 fi
 echo "done"

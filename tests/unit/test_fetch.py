@@ -164,7 +164,7 @@ def test_path_traversal_archive_is_refused(isolated: Path, member: str) -> None:
         fm.fetch_dataset(archive=archive, download=False)
     assert "path traversal" in str(info.value)
     assert not (isolated.parent / "evil").exists()
-    assert not list((isolated / "data" / "fashion-mnist").iterdir())
+    assert not (isolated / "data").exists()  # the failed fetch removed what it created
 
 
 def test_tar_symlink_escaping_is_refused(isolated: Path) -> None:
@@ -228,3 +228,16 @@ def test_unwritable_target_is_reported(isolated: Path) -> None:
 def test_unknown_split_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown split"):
         fm.load_fashion_mnist("validation")  # type: ignore[arg-type]
+
+
+def test_errors_survive_pickling() -> None:
+    import pickle
+
+    from product_classifier.data.errors import Attempt
+    from product_classifier.data.idx import CorruptFileError
+
+    error = DatasetNotFoundError([Attempt("here", "missing")], ["fix it"])
+    copy = pickle.loads(pickle.dumps(error))
+    assert str(copy) == str(error) and copy.attempts == error.attempts
+    corrupt = pickle.loads(pickle.dumps(CorruptFileError("f.gz", "truncated")))
+    assert corrupt.problem == "truncated" and str(corrupt).startswith("f.gz: truncated.")

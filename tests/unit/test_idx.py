@@ -78,7 +78,7 @@ def test_bad_magic_is_rejected_with_the_file_name(tmp_path: Path, labels: np.nda
 
 
 def test_labels_file_given_as_images_is_rejected(labels: np.ndarray) -> None:
-    with pytest.raises(CorruptFileError, match="expected images.*magic number is 2049"):
+    with pytest.raises(CorruptFileError, match=r"expected images.*magic number is 2049"):
         read_idx(idx_bytes(labels), "images", name="x")
 
 

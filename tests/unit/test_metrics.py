@@ -63,9 +63,7 @@ def test_agrees_with_sklearn_on_random_data(seed: int) -> None:
     names = [f"class{i}" for i in range(k)]
     m = compute_metrics(y_true, y_pred, names)
     labels = list(range(k))
-    p, r, f, s = skm.precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     np.testing.assert_allclose([c.precision for c in m.per_class], p)
     np.testing.assert_allclose([c.recall for c in m.per_class], r)
     np.testing.assert_allclose([c.f1 for c in m.per_class], f)

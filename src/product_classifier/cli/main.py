@@ -21,8 +21,10 @@ app = typer.Typer(
 _COMMAND_MODULES = (
     "data",
     "train",
+    "search",
     "evaluate",
     "export",
+    "quantize",
     "serve",
     "predict",
     "benchmark",

@@ -86,13 +86,20 @@ def download_file(
     retries: int = 3,
     backoff: float = 1.0,
     progress: bool = True,
+    unreachable: set[str] | None = None,
 ) -> tuple[bytes, str] | None:
     """(verified .gz bytes, payload sha256) from the first mirror that delivers a good copy.
 
-    Every failed URL is appended to ``attempts``; None when no mirror worked.
+    Every failed URL is appended to ``attempts``; None when no mirror worked. Mirrors that
+    exhausted their retries are added to ``unreachable`` and skipped by later calls sharing the
+    set, so an offline machine does not wait out every retry for each of the four files.
     """
+    unreachable = unreachable if unreachable is not None else set()
     for base in mirrors:
         url = f"{base.rstrip('/')}/{spec.gz_name}"
+        if base in unreachable:
+            attempts.append(Attempt(url, "skipped: the mirror failed for an earlier file"))
+            continue
         for attempt in range(1, retries + 1):
             try:
                 data = _get(url, timeout, progress, spec.gz_name)
@@ -102,6 +109,7 @@ def download_file(
             except _Transient as exc:
                 if attempt == retries:
                     attempts.append(Attempt(url, f"{exc} (gave up after {retries} tries)"))
+                    unreachable.add(base)
                     break
                 delay = backoff * 2 ** (attempt - 1)
                 log.warning("%s: %s; retrying in %.1f s", url, exc, delay)

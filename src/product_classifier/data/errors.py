@@ -35,3 +35,7 @@ class DatasetNotFoundError(DatasetError):
         lines.append("How to fix it (any one of these):")
         lines += [f"  - {hint}" for hint in self.hints]
         super().__init__("\n".join(lines))
+
+    def __reduce__(self) -> tuple[type, tuple[tuple[Attempt, ...], tuple[str, ...]]]:
+        # Survives pickling (multiprocessing workers): the default would call cls(message).
+        return (type(self), (self.attempts, self.hints))

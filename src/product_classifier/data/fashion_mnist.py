@@ -193,9 +193,13 @@ def fetch_dataset(
     attempts: list[Attempt] = []
     found = _search(data_dir, attempts)
     if found is not None:
+        if archive is not None:
+            log.warning("verified data already in %s; not importing %s", found, archive)
         return found
     explicit = _explicit_dir(data_dir)
     target = (explicit[0] if explicit else Path.cwd() / DEFAULT_DATA_DIR).expanduser().absolute()
+    # The outermost directory this call creates, removed again if the fetch fails.
+    created = next((d for d in [*reversed(target.parents), target] if not d.exists()), None)
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -214,6 +218,7 @@ def fetch_dataset(
         attempts.append(Attempt("download", "disabled (--no-download)"))
     elif missing:
         urls = tuple(mirrors) if mirrors is not None else mirrors_from_env() or OFFICIAL_MIRRORS
+        unreachable: set[str] = set()
         for spec in missing:
             got = download_file(
                 spec,
@@ -223,6 +228,7 @@ def fetch_dataset(
                 retries=retries,
                 backoff=backoff,
                 progress=progress,
+                unreachable=unreachable,
             )
             if got is not None:
                 try:
@@ -231,8 +237,22 @@ def fetch_dataset(
                     attempts.append(Attempt(f"{target / spec.gz_name}", f"cannot write: {exc}"))
 
     if _missing(target):
+        if created is not None:
+            _remove_empty(target, created)
         raise DatasetNotFoundError(attempts, _hints(download))
     return target
+
+
+def _remove_empty(leaf: Path, top: Path) -> None:
+    """Remove ``leaf`` and its parents up to ``top`` while they are empty, so a failed fetch
+    leaves no empty directory behind to be mistaken for a dataset."""
+    for directory in [leaf, *leaf.parents]:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty (or not ours to remove): stop there
+            return
+        if directory == top:
+            return
 
 
 def load_fashion_mnist(

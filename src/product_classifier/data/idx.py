@@ -43,6 +43,9 @@ class CorruptFileError(DatasetError):
         self.name = name
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.name, self.problem))
+
 
 def corrupt(name: str, problem: str) -> CorruptFileError:
     return CorruptFileError(name, problem)

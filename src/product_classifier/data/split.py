@@ -42,9 +42,7 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndar
     classes, inverse = np.unique(arr, return_inverse=True)
     take = _apportion(np.bincount(inverse, minlength=len(classes)), total)
     rng = np.random.default_rng(seed)
-    chosen = [
-        rng.permutation(np.flatnonzero(inverse == c))[: take[c]] for c in range(len(classes))
-    ]
+    chosen = [rng.permutation(np.flatnonzero(inverse == c))[: take[c]] for c in range(len(classes))]
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 

@@ -32,15 +32,14 @@ from product_classifier.serving.settings import ServeSettings
 logger = logging.getLogger(__name__)
 
 TOP_K = 3
-# Leading bytes of the formats we decode (PNG, JPEG, GIF, TIFF LE/BE, WebP's RIFF container).
-_IMAGE_SIGNATURES = (
-    b"\x89PNG\r\n\x1a\n",
-    b"\xff\xd8\xff",
-    b"GIF8",
-    b"II*\x00",
-    b"MM\x00*",
-    b"RIFF",
-)
+# Leading bytes of the formats we decode: PNG, JPEG, GIF, TIFF (LE/BE); WebP is checked apart.
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
+
+
+def _has_image_signature(data: bytes) -> bool:
+    return data.startswith(_IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
 _Decoded = np.ndarray | ApiError
 
 
@@ -78,7 +77,7 @@ class ModelService:
         try:
             return preprocess_bytes(data, self._preprocess_config)
         except PreprocessingError as exc:
-            if exc.code == "not_an_image" and data.startswith(_IMAGE_SIGNATURES):
+            if exc.code == "not_an_image" and _has_image_signature(data):
                 # Pillow could not even identify it, but the signature says it is an image:
                 # a truncated or damaged file is a bad request, not an unsupported type.
                 raise ApiError(

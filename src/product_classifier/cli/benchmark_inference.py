@@ -1,0 +1,9 @@
+"""`product-classifier` commands: benchmark_inference (being written)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this module's commands to the given app."""
