@@ -116,7 +116,7 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 def load_experiment_config(
     path: str | Path, overrides: list[str] | dict[str, Any] | None = None
 ) -> ExperimentConfig:
-    """Load a YAML experiment config, applying ``key.sub=value`` overrides (values parsed as YAML)."""
+    """Load a YAML experiment config, applying ``key.sub=value`` overrides (values are YAML)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}

@@ -1,1 +1,1 @@
-"""The ``product-classifier`` command line. Each stage registers its commands from its own module."""
+"""The ``product-classifier`` command line; each stage registers commands from its own module."""

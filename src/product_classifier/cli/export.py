@@ -22,12 +22,11 @@ def export(
     """Export to ONNX, check it against PyTorch, evaluate it on the test set, write the card."""
     from product_classifier.export.release import release_checkpoint
 
-    card = release_checkpoint(
-        checkpoint, out_dir, tta_flip=tta_flip, model_version=model_version
-    )
+    card = release_checkpoint(checkpoint, out_dir, tta_flip=tta_flip, model_version=model_version)
     test = card["metrics"]["test"]
     typer.echo(
-        f"{out_dir / card['file']} ({card['size_bytes'] / 1e6:.2f} MB, sha256 {card['sha256'][:12]}): "
+        f"{out_dir / card['file']} ({card['size_bytes'] / 1e6:.2f} MB, "
+        f"sha256 {card['sha256'][:12]}): "
         f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}, "
         f"min precision {test['min_precision']:.3f}, min recall {test['min_recall']:.3f}"
     )

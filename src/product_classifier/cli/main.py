@@ -12,7 +12,7 @@ import typer
 
 app = typer.Typer(
     name="product-classifier",
-    help="Sort product photos into catalog categories: data, training, evaluation, export, serving.",
+    help="Sort product photos into catalog categories: data, training, evaluation, serving.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )

@@ -7,11 +7,10 @@ with one readable paragraph and exit code 2 instead of a traceback from every wo
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -21,19 +20,6 @@ APP_FACTORY = "product_classifier.serving.app:create_app"
 def _fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=2)
-
-
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging config plus our package's logger at the same level."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["product_classifier"] = {
-        "handlers": ["default"],
-        "level": "DEBUG" if level == "trace" else level.upper(),
-        "propagate": False,
-    }
-    return config
 
 
 def serve(
@@ -93,6 +79,12 @@ def serve(
 
     import uvicorn
 
+    from product_classifier.serving.logging_config import build_log_config
+    from product_classifier.serving.observability_multiprocess import prepare_multiprocess_dir
+
+    # Metrics add up across workers only if their directory exists before the workers start.
+    prepare_multiprocess_dir(settings.workers, enabled=settings.metrics_enabled)
+
     has_uvloop = importlib.util.find_spec("uvloop") is not None
     has_httptools = importlib.util.find_spec("httptools") is not None
     uvicorn.run(
@@ -102,7 +94,7 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        log_config=_log_config(settings.log_level),
+        log_config=build_log_config(settings.log_level, settings.log_format),
         access_log=settings.access_log,
         loop="uvloop" if has_uvloop else "asyncio",
         http="httptools" if has_httptools else "h11",

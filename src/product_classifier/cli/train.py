@@ -19,7 +19,9 @@ def train(
     overrides: list[str] = typer.Option(
         [], "--set", "-s", help="Override a config value, e.g. --set train.epochs=3 (repeatable)."
     ),
-    run_dir: Path | None = typer.Option(None, help="Where checkpoints go (default runs/NAME-TIME)."),
+    run_dir: Path | None = typer.Option(
+        None, help="Where checkpoints go (default runs/NAME-TIME)."
+    ),
     resume: bool = typer.Option(False, help="Continue from RUN_DIR/last.pt if it exists."),
     progress: bool | None = typer.Option(
         None, "--progress/--no-progress", help="Progress bars (default: when stderr is a TTY)."

@@ -95,9 +95,7 @@ def max_abs_difference(model: nn.Module, onnx_path: str | Path, images: np.ndarr
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_logits = session.run([ONNX_OUTPUT_NAME], {ONNX_INPUT_NAME: images})[0]
-    tta = json.loads(
-        session.get_modelmeta().custom_metadata_map.get("tta_flip", "false")
-    )
+    tta = json.loads(session.get_modelmeta().custom_metadata_map.get("tta_flip", "false"))
     with torch.no_grad():
         torch_logits = ExportWrapper(model.eval(), tta)(torch.from_numpy(images)).numpy()
     return float(np.abs(onnx_logits - torch_logits).max())

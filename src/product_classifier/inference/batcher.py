@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -62,6 +63,8 @@ class MicroBatcher:
         # Counters for /v1/model and tests; plain ints, the loop is single-threaded.
         self.batches_run = 0
         self.items_run = 0
+        # Hook for metrics: (batch size, seconds of the model call) after each successful call.
+        self.on_batch: Callable[[int, float], None] | None = None
 
     @property
     def running(self) -> bool:
@@ -164,7 +167,9 @@ class MicroBatcher:
         inputs = self._buffer[:n]
         np.concatenate([x for x, _ in live], axis=0, out=inputs)
         try:
+            started = time.perf_counter()
             outputs = await loop.run_in_executor(self._executor, self._predict_fn, inputs)
+            seconds = time.perf_counter() - started
             if len(outputs) != n:
                 raise RuntimeError(f"predict_fn returned {len(outputs)} rows for {n} inputs")
         except Exception as exc:
@@ -175,6 +180,8 @@ class MicroBatcher:
             return
         self.batches_run += 1
         self.items_run += n
+        if self.on_batch is not None:
+            self.on_batch(n, seconds)
         for i, (_, fut) in enumerate(live):
             if not fut.done():
                 fut.set_result(outputs[i])

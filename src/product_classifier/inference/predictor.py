@@ -60,6 +60,9 @@ class PredictorOptions:
     One intra-op thread is the default because the service scales with processes and batches
     requests; more threads per process mostly add contention on a small CPU.
     ``providers=None`` means "best available" (``PREFERRED_PROVIDERS``).
+    ``allow_spinning`` (only matters with more than one intra-op thread): idle pool threads
+    busy-wait for the next op; off, because in the service they would burn the cores that
+    decode uploads. Measured in docs/benchmarks.md.
     """
 
     intra_op_threads: int = 1
@@ -67,6 +70,7 @@ class PredictorOptions:
     execution_mode: ExecutionMode = "sequential"
     graph_optimization: GraphOptimization = "all"
     providers: tuple[str, ...] | None = None
+    allow_spinning: bool = False
 
 
 def resolve_providers(requested: Sequence[str] | None) -> list[str]:
@@ -107,6 +111,9 @@ def _session_options(options: PredictorOptions) -> ort.SessionOptions:
     so.inter_op_num_threads = options.inter_op_threads
     so.execution_mode = _EXECUTION_MODES[options.execution_mode]
     so.graph_optimization_level = _GRAPH_OPTIMIZATIONS[options.graph_optimization]
+    spin = "1" if options.allow_spinning else "0"
+    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
     return so
 
 
@@ -236,4 +243,5 @@ class OnnxPredictor:
             "inter_op_threads": self.options.inter_op_threads,
             "execution_mode": self.options.execution_mode,
             "graph_optimization": self.options.graph_optimization,
+            "allow_spinning": self.options.allow_spinning,
         }

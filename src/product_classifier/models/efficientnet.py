@@ -87,7 +87,7 @@ class EfficientNet28(nn.Module):
         num_classes: int = NUM_CLASSES,
     ) -> None:
         super().__init__()
-        stem = max(8, int(round(32 * width_mult)))
+        stem = max(8, round(32 * width_mult))
         self.normalize = Normalize()
         self.stem = nn.Sequential(
             nn.Conv2d(1, stem, 3, padding=1, bias=not batch_norm),
@@ -97,14 +97,14 @@ class EfficientNet28(nn.Module):
         blocks: list[nn.Module] = []
         c_in = stem
         for expand, channels, repeats, stride, kernel in _STAGES:
-            c_out = max(8, int(round(channels * width_mult)))
-            for i in range(max(1, int(round(repeats * depth_mult)))):
+            c_out = max(8, round(channels * width_mult))
+            for i in range(max(1, round(repeats * depth_mult))):
                 blocks.append(
                     MBConv(c_in, c_out, stride if i == 0 else 1, expand, kernel, batch_norm)
                 )
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
-        head = max(64, int(round(320 * width_mult)))
+        head = max(64, round(320 * width_mult))
         self.head = nn.Sequential(
             nn.Conv2d(c_in, head, 1, bias=not batch_norm),
             norm_layer(head, batch_norm),

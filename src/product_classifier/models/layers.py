@@ -17,6 +17,9 @@ class Normalize(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 1, 1, 1))
         self.register_buffer("inv_std", torch.tensor(1.0 / std).view(1, 1, 1, 1))
 
+    mean: torch.Tensor
+    inv_std: torch.Tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) * self.inv_std
 

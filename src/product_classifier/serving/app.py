@@ -24,9 +24,11 @@ from product_classifier.inference.model_card import VerifiedModel, load_verified
 from product_classifier.inference.predictor import PredictorOptions
 from product_classifier.serving.errors import install_error_handlers
 from product_classifier.serving.middleware import RequestContextMiddleware
+from product_classifier.serving.observability import install_observability
 from product_classifier.serving.routes import BATCH_PATH, build_router
 from product_classifier.serving.service import ModelService
 from product_classifier.serving.settings import ServeSettings, load_settings
+from product_classifier.serving.ui import build_ui_router
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         version=__version__,
         description=_DESCRIPTION,
         lifespan=_lifespan,
-        docs_url="/docs",
+        docs_url=None,  # /docs is served by serving/ui.py with local (offline) assets
         redoc_url=None,
     )
     app.state.settings = settings
@@ -120,4 +122,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         path_limits={BATCH_PATH: settings.max_batch_upload_bytes + MULTIPART_OVERHEAD_BYTES},
     )
     app.include_router(build_router(settings))
+    app.include_router(build_ui_router())
+    # Keep last: outermost middleware (logs and counts every response), /metrics, lifecycle.
+    install_observability(app, settings)
     return app

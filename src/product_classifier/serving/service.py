@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -63,6 +63,9 @@ class ModelService:
         self._threshold = settings.review_threshold
         self._max_upload = settings.max_upload_bytes
         self._retry_after = {"Retry-After": str(settings.retry_after_s)}
+        # Observability hook (serving/observability.py): (prediction dict, upload bytes), once
+        # per classified image, on the event loop. None: nobody listens.
+        self.on_prediction: Callable[[dict[str, Any], int], None] | None = None
         self.model_version: str = model.predictor.model_version
         self.categories = {
             "categories": [
@@ -140,7 +143,10 @@ class ModelService:
         loop = asyncio.get_running_loop()
         x = await loop.run_in_executor(self._executor, self._preprocess, data)
         probs = await self._submit((x,))[0]
-        return self.format_prediction(probs)
+        result = self.format_prediction(probs)
+        if self.on_prediction is not None:
+            self.on_prediction(result, len(data))
+        return result
 
     async def predict_many(
         self, uploads: Sequence[tuple[str | None, bytes]]
@@ -168,7 +174,10 @@ class ModelService:
             futures = self._submit([x for _, x in ready])
             rows = await asyncio.gather(*futures)
             for (i, _), probs in zip(ready, rows, strict=True):
-                results[i] = {"filename": uploads[i][0], **self.format_prediction(probs)}
+                prediction = {"filename": uploads[i][0], **self.format_prediction(probs)}
+                results[i] = prediction
+                if self.on_prediction is not None:
+                    self.on_prediction(prediction, len(uploads[i][1]))
         return [r for r in results if r is not None]
 
     # -- startup --------------------------------------------------------------------------------

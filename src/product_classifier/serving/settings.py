@@ -7,11 +7,12 @@ with a message naming the variable and the reason (:class:`SettingsError`).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "PRODUCT_CLASSIFIER_"
@@ -24,6 +25,11 @@ _PROVIDER_ALIASES = {
     "tensorrt": "TensorrtExecutionProvider",
     "trt": "TensorrtExecutionProvider",
 }
+
+# Who may scrape /metrics by default: this host and private networks (containers, k8s).
+PRIVATE_NETWORKS = (
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
+)  # fmt: skip
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -96,18 +102,40 @@ class ServeSettings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS (empty: CORS off)."
     )
 
+    # Observability (serving/observability.py, serving/metrics.py, serving/logging_config.py).
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Log lines as JSON objects (for machines) or key=value text."
+    )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    metrics_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(PRIVATE_NETWORKS),
+        description="Client networks (CIDR) allowed to read /metrics; empty: any client. "
+        "Default: loopback and private ranges.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="When set, /metrics requires 'Authorization: Bearer <token>'."
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("providers", "cors_origins", mode="before")
+    @field_validator("providers", "cors_origins", "metrics_allowed_networks", mode="before")
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
         try:
             return _split_list(value)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not a comma-separated list nor a JSON list: {exc}") from exc
+
+    @field_validator("metrics_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_network(net, strict=False)) for net in value]
+        except ValueError as exc:
+            raise ValueError(f"not a list of networks like 10.0.0.0/8: {exc}") from exc
 
     @field_validator("providers")
     @classmethod

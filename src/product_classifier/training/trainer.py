@@ -227,7 +227,7 @@ def model_from_checkpoint(path: str | Path, use_ema: bool = True) -> tuple[nn.Mo
     """Rebuild the architecture from the checkpoint's own description and load its weights."""
     ckpt = load_checkpoint(path)
     model = create_model(ckpt["model"]["name"], **ckpt["model"]["params"])
-    state = ckpt.get("ema_state") if use_ema and ckpt.get("ema_state") else ckpt["model_state"]
+    state = ckpt["ema_state"] if use_ema and ckpt.get("ema_state") else ckpt["model_state"]
     model.load_state_dict(state)
     return model.eval(), ckpt
 
@@ -271,7 +271,7 @@ def train(
 
     model = create_model(config.model.name, **config.model.params).to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     n_params = count_parameters(model)
     ema = ModelEMA(model, tc.ema_decay) if tc.ema_decay else None
     optimizer = build_optimizer(model, config)
@@ -324,12 +324,15 @@ def train(
         teacher, _ = model_from_checkpoint(tc.distill.teacher_checkpoint)
         teacher = teacher.to(device)
         if device.type == "cuda":
-            teacher = teacher.to(memory_format=torch.channels_last)
+            teacher = teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         base_meta["teacher"] = str(tc.distill.teacher_checkpoint)
     if device.type == "cuda":
         # The whole dataset fits in GPU memory; per-batch host copies would dominate.
         data = PreparedData(
-            data.train_x.to(device), data.train_y.to(device), data.val_x, data.val_y,
+            data.train_x.to(device),
+            data.train_y.to(device),
+            data.val_x,
+            data.val_y,
             data.checksums,
         )
     stopped_early = False
@@ -338,9 +341,9 @@ def train(
         epoch_start = time.perf_counter()
         train_model.train()
         # Same permutation on every rank (seeded by epoch), each rank takes its own slice.
-        perm = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(
-            tc.seed * 7919 + epoch
-        ))[ctx.rank :: ctx.world_size]
+        perm = torch.randperm(
+            len(data.train_x), generator=torch.Generator().manual_seed(tc.seed * 7919 + epoch)
+        )[ctx.rank :: ctx.world_size]
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(
             range(steps_per_epoch),
@@ -420,21 +423,28 @@ def train(
             if improved:
                 _atomic_save(ckpt, best_path)
             _atomic_save(ckpt, last_path)
+        stop = False
         try:
             for callback in callbacks:
                 callback(epoch + 1, metrics)
         except StopTraining:
-            stopped_early = True
-            break
+            stop = True
         patience = tc.early_stopping_patience
-        if patience is not None and bad_epochs >= patience:
+        if not stop and patience is not None and bad_epochs >= patience:
             if ctx.is_main:
                 tqdm.write(f"early stopping: no val improvement for {patience} epochs")
-            stopped_early = True
-            break
-        if tc.max_minutes is not None and wall + epoch_seconds > tc.max_minutes * 60:
+            stop = True
+        if not stop and tc.max_minutes is not None and wall + epoch_seconds > tc.max_minutes * 60:
             if ctx.is_main:
                 tqdm.write(f"time budget of {tc.max_minutes} min reached")
+            stop = True
+        if ctx.world_size > 1:
+            # Ranks see slightly different BN statistics (so val accuracy) and their own clocks:
+            # if one stopped alone, the others would wait forever in the next all-reduce.
+            flag = torch.tensor([float(stop)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if stop:
             stopped_early = True
             break
 

@@ -1,0 +1,520 @@
+"""Load-test results -> JSON (reports/performance/) and Markdown (docs/performance.md).
+
+Every figure of the tuned service is also given as a ratio to the naive baseline measured in the
+same run (``x base``: tuned / baseline, so >1 is better for throughput, <1 for latency, CPU and
+memory). The analysis paragraphs are generated from the numbers, so a rerun updates them too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Results = dict[str, Any]
+
+
+# -- derived figures ------------------------------------------------------------------------------
+
+
+def soak_growth(scenario: dict[str, Any] | None) -> dict[str, float] | None:
+    """RSS at the end vs the start of the soak (medians of the first and last 10% of samples)."""
+    if not scenario or not scenario.get("rss_series"):
+        return None
+    rss = [mb for _, mb in scenario["rss_series"]]
+    k = max(1, len(rss) // 10)
+    start, end = statistics.median(rss[:k]), statistics.median(rss[-k:])
+    return {
+        "start_mb": start,
+        "end_mb": end,
+        "peak_mb": max(rss),
+        "growth_percent": 100.0 * (end - start) / start if start else float("nan"),
+        "minutes": scenario["rss_series"][-1][0] / 60.0,
+    }
+
+
+def _stat(server: Results | None, scenario: str, key: str) -> float | None:
+    if not server:
+        return None
+    sc = server["scenarios"].get(scenario)
+    if sc is None:
+        return None
+    value = sc["stats"][key] if key in sc["stats"] else sc.get("resources", {}).get(key)
+    return None if value is None else float(value)
+
+
+def _png_saturation(server: Results | None) -> tuple[str, str]:
+    """(scenario, step) that holds the 64-connection PNG figure: hey if it ran, else Locust."""
+    if server and "hey_png" in server["scenarios"]:
+        return "hey_png", "hey"
+    return "ramp_png", "Locust"
+
+
+def _cold(server: Results | None) -> float | None:
+    if not server or not server.get("cold_start_s"):
+        return None
+    return float(statistics.median(server["cold_start_s"]))
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    unit: str
+    limit: float
+    higher_is_better: bool
+    get: Callable[[Results | None], float | None]
+
+    def met(self, value: float | None) -> bool | None:
+        if value is None or math.isnan(value):
+            return None
+        return value >= self.limit if self.higher_is_better else value <= self.limit
+
+
+def _png(key: str) -> Callable[[Results | None], float | None]:
+    return lambda s: _stat(s, _png_saturation(s)[0], key)
+
+
+def _soak(s: Results | None) -> float | None:
+    growth = soak_growth(s["scenarios"].get("soak_png") if s else None)
+    return growth["growth_percent"] if growth else None
+
+
+CHECKS = (
+    Check("100 req/s: p95 latency", "ms", 25, False, lambda s: _stat(s, "steady_png", "p95_ms")),
+    Check("100 req/s: mean latency", "ms", 10, False, lambda s: _stat(s, "steady_png", "mean_ms")),
+    Check("100 req/s: errors", "", 0, False, lambda s: _stat(s, "steady_png", "errors")),
+    Check(
+        "100 req/s: server CPU, % of machine",
+        "%",
+        20,
+        False,
+        lambda s: _stat(s, "steady_png", "cpu_percent_machine"),
+    ),
+    Check("28x28 PNG, 64 connections: throughput", "req/s", 2000, True, _png("rps")),
+    Check("28x28 PNG, 64 connections: p95 latency", "ms", 50, False, _png("p95_ms")),
+    Check(
+        "600x600 JPEG: throughput", "req/s", 150, True, lambda s: _stat(s, "saturation_jpeg", "rps")
+    ),
+    Check(
+        "batch endpoint: images/s", "img/s", 5000, True, lambda s: _stat(s, "batch", "images_per_s")
+    ),
+    Check("peak RSS, all processes", "MB", 300, False, lambda s: s["peak_rss_mb"] if s else None),
+    Check("soak: RSS growth", "%", 5, False, _soak),
+    Check("cold start to /ready (median)", "s", 2, False, _cold),
+)
+
+
+# -- formatting -----------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, digits: int | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if digits is None:
+        digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    return f"{value:,.{digits}f}"
+
+
+def ratio(tuned: float | None, base: float | None) -> str:
+    if tuned is None or base is None or base == 0 or math.isnan(tuned) or math.isnan(base):
+        return "–"
+    return f"{tuned / base:.2f}×"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+_SCENARIO_TITLES = {
+    "steady_png": "28x28 PNG at a constant 100 req/s",
+    "ramp_png": "28x28 PNG, closed loop, ramp (last step)",
+    "hey_png": "28x28 PNG, hey, 64 connections",
+    "saturation_png": "28x28 PNG, closed loop, 64 connections",
+    "saturation_jpeg": "600x600 JPEG, closed loop",
+    "batch": "batch endpoint, closed loop",
+    "mix": "mix 70% PNG / 20% JPEG / 10% batch",
+    "soak_png": "soak: 28x28 PNG at 100 req/s",
+}
+
+_METRICS = (
+    ("req/s", "rps", True),
+    ("img/s", "images_per_s", True),
+    ("mean ms", "mean_ms", False),
+    ("p50 ms", "p50_ms", False),
+    ("p95 ms", "p95_ms", False),
+    ("p99 ms", "p99_ms", False),
+    ("errors %", "error_rate", False),
+    ("CPU % machine", "cpu_percent_machine", False),
+    ("peak RSS MB", "peak_rss_mb", False),
+)
+
+
+def _value(server: Results | None, scenario: str, key: str) -> float | None:
+    value = _stat(server, scenario, key)
+    return value * 100.0 if key == "error_rate" and value is not None else value
+
+
+def scenario_table(tuned: Results, base: Results | None) -> str:
+    header = ["scenario", "server", *[m[0] for m in _METRICS]]
+    rows = []
+    for name, title in _SCENARIO_TITLES.items():
+        if name not in tuned["scenarios"]:
+            continue
+        sc = tuned["scenarios"][name]
+        users = sc["steps"][-1]["users"] if sc.get("steps") else None
+        label = f"{title}" + (f" ({users} users)" if users and name != "steady_png" else "")
+        rows.append([label, "tuned", *[fmt(_value(tuned, name, key)) for _, key, _ in _METRICS]])
+        if base and name in base["scenarios"]:
+            rows.append(["", "baseline", *[fmt(_value(base, name, key)) for _, key, _ in _METRICS]])
+            rows.append(
+                [
+                    "",
+                    "× base",
+                    *[
+                        ratio(_value(tuned, name, key), _value(base, name, key))
+                        for _, key, _ in _METRICS
+                    ],
+                ]
+            )
+    return _table(header, rows)
+
+
+def ramp_table(server: Results) -> str:
+    ramp = server["scenarios"].get("ramp_png")
+    if not ramp:
+        return "(no ramp in this run)"
+    rows = []
+    for step in ramp["steps"]:
+        s, r = step["stats"], step.get("resources", {})
+        rows.append(
+            [
+                str(step["users"]),
+                fmt(s["rps"]),
+                fmt(s.get("mean_ms")),
+                fmt(s.get("p50_ms")),
+                fmt(s.get("p95_ms")),
+                fmt(s.get("p99_ms")),
+                fmt(100.0 * s["error_rate"]),
+                fmt(r.get("cpu_percent_machine")),
+                fmt(r.get("peak_rss_mb")),
+            ]
+        )
+    header = ["connections", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "errors %"]
+    return _table([*header, "CPU % machine", "peak RSS MB"], rows)
+
+
+def soak_table(server: Results) -> str:
+    soak = server["scenarios"].get("soak_png")
+    if not soak or not soak.get("buckets"):
+        return "(no soak in this run)"
+    series = soak.get("rss_series", [])
+    rows = []
+    for bucket in soak["buckets"]:
+        t0, t1 = bucket["t_s"], bucket["t_s"] + bucket["seconds"]
+        rss = [mb for t, mb in series if t0 <= t <= t1]
+        rows.append(
+            [
+                f"{t0 / 60:.1f}–{t1 / 60:.1f}",
+                fmt(bucket["rps"]),
+                fmt(bucket.get("mean_ms")),
+                fmt(bucket.get("p95_ms")),
+                fmt(bucket.get("p99_ms")),
+                str(bucket["errors"]),
+                fmt(max(rss) if rss else None),
+            ]
+        )
+    header = ["minutes", "req/s", "mean ms", "p95 ms", "p99 ms", "errors", "RSS MB (max)"]
+    return _table(header, rows)
+
+
+def plot_soak(results: Results, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    plotted = False
+    for key, style in (("tuned", "-"), ("baseline", "--")):
+        server = results.get(key)
+        soak = server["scenarios"].get("soak_png") if server else None
+        if not soak or not soak.get("rss_series"):
+            continue
+        t = [x / 60.0 for x, _ in soak["rss_series"]]
+        mb = [y for _, y in soak["rss_series"]]
+        growth = soak_growth(soak)
+        suffix = f" ({growth['growth_percent']:+.1f}%)" if growth else ""
+        ax.plot(t, mb, style, label=f"{key}{suffix}")
+        plotted = True
+    if not plotted:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("minutes into the soak (28x28 PNG at 100 req/s)")
+    ax.set_ylabel("RSS, all server processes (MB)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("Server memory during the soak")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# -- analysis -------------------------------------------------------------------------------------
+
+
+def _best(rows: list[dict[str, Any]], pred: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    candidates = [r for r in rows if pred(r)]
+    return max(candidates, key=lambda r: r["images_per_s"]) if candidates else {}
+
+
+def bottleneck_text(results: Results) -> str:
+    inference = results.get("inference_only", [])
+    tuned, http = results.get("tuned"), results.get("http_only")
+    lines = []
+    if inference:
+        table_rows = [
+            [
+                str(r["batch"]),
+                str(r.get("processes", 1)),
+                str(r["threads"]),
+                fmt(r["images_per_s"]),
+                fmt(r["ms_per_call"]),
+                fmt(r["cpu_ms_per_image"]),
+            ]
+            for r in inference
+        ]
+        header = ["batch", "processes", "threads each", "images/s", "ms per call", "CPU ms/image"]
+        lines += [_table(header, table_rows), ""]
+    single = _best(inference, lambda r: r["batch"] == 1 and r.get("processes", 1) == 1)
+    ceiling = _best(inference, lambda r: True)
+    png_scenario, _ = _png_saturation(http)
+    http_rps = _stat(http, png_scenario, "rps")
+    tuned_rps = _stat(tuned, _png_saturation(tuned)[0], "rps")
+    if ceiling and http_rps:
+        lines.append(
+            f"* **Model ceiling**: onnxruntime alone, on pre-made tensors, peaks at "
+            f"**{fmt(ceiling['images_per_s'])} images/s** on this machine (batch "
+            f"{ceiling['batch']}, {ceiling.get('processes', 1)} process(es)); one image at a time "
+            f"costs {fmt(single.get('cpu_ms_per_image'))} CPU-ms. **HTTP ceiling**: the same "
+            f"service on a trivial model (one Gemm) answers **{fmt(http_rps)} req/s** over 64 "
+            f"connections. The tuned service on the real model reaches {fmt(tuned_rps)} req/s, "
+            f"i.e. {fmt(100.0 * (tuned_rps or 0) / ceiling['images_per_s'], 0)}% of the model "
+            f"ceiling and {fmt(100.0 * (tuned_rps or 0) / http_rps, 0)}% of the HTTP ceiling: "
+            + (
+                "the model is the bottleneck."
+                if ceiling["images_per_s"] < http_rps
+                else "HTTP handling is the bottleneck."
+            )
+        )
+    steady_cpu = _stat(tuned, "steady_png", "cpu_percent_machine")
+    http_cpu = _stat(http, "steady_png", "cpu_percent_machine")
+    if steady_cpu is not None and http_cpu is not None:
+        lines.append(
+            f"* **CPU at 100 req/s**: {fmt(steady_cpu)}% of the machine with the real model, "
+            f"{fmt(http_cpu)}% with the trivial model: HTTP + decoding cost "
+            f"{fmt(http_cpu)} points, the model the other {fmt(steady_cpu - http_cpu)}."
+        )
+    return "\n".join(lines)
+
+
+def sweep_table(results: Results) -> str:
+    rows = []
+    for entry in results.get("sweep", []):
+        sc = entry["scenarios"]
+
+        def get(name: str, key: str, sc: dict[str, Any] = sc) -> float | None:
+            if name not in sc:
+                return None
+            return sc[name]["stats"].get(key, sc[name].get("resources", {}).get(key))
+
+        rows.append(
+            [
+                entry["label"],
+                fmt(get("steady_png", "mean_ms")),
+                fmt(get("steady_png", "p95_ms")),
+                fmt(sc.get("steady_png", {}).get("resources", {}).get("cpu_percent_machine")),
+                fmt(get("saturation_png", "rps")),
+                fmt(get("saturation_png", "p95_ms")),
+                fmt(get("saturation_jpeg", "rps")),
+                fmt(entry["peak_rss_mb"]),
+            ]
+        )
+    header = ["settings", "100 rps mean ms", "100 rps p95 ms", "100 rps CPU %"]
+    header += ["PNG x64 req/s", "PNG x64 p95 ms", "JPEG req/s", "peak RSS MB"]
+    return _table(header, rows) if rows else ""
+
+
+# -- the document ---------------------------------------------------------------------------------
+
+
+def targets_table(results: Results) -> str:
+    tuned, base, http = results["tuned"], results.get("baseline"), results.get("http_only")
+    rows = []
+    for check in CHECKS:
+        value, base_value = check.get(tuned), check.get(base)
+        met = check.met(value)
+        op = "≥" if check.higher_is_better else "≤"
+        http_value = check.get(http) if http else None
+        rows.append(
+            [
+                check.name,
+                f"{op} {fmt(check.limit)} {check.unit}".strip(),
+                fmt(value),
+                fmt(base_value),
+                ratio(value, base_value),
+                fmt(http_value) if http_value is not None else "–",
+                {True: "**met**", False: "not met", None: "–"}[met],
+            ]
+        )
+    header = ["target", "limit", "tuned", "baseline", "× base", "trivial model", "status"]
+    return _table(header, rows)
+
+
+def render_markdown(results: Results, soak_png: str | None) -> str:
+    tuned, base = results["tuned"], results.get("baseline")
+    machine = results["machine"]
+    la0, la1 = results["loadavg_start"], results["loadavg_end"]
+    busy = max(la0[0], la1[0]) > 0.5 * (machine["cpu_count"] or 1)
+    o = results["options"]
+    png_src = _png_saturation(tuned)[1]
+    out = [
+        "# Performance of the HTTP API",
+        "",
+        "Generated by `make loadtest` (`product-classifier benchmark load`) on "
+        f"{results['started']}; raw figures in `reports/performance/*.json`. Do not edit by hand: "
+        "rerun instead.",
+        "",
+        f"* Machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), "
+        f"{machine['memory_gb']} GB; Python {machine['python']}, onnxruntime "
+        f"{machine['onnxruntime']}. The load generators (Locust, hey) run on the same machine.",
+        f"* Load average (1/5/15 min) at start {', '.join(fmt(x, 2) for x in la0)}, at end "
+        f"{', '.join(fmt(x, 2) for x in la1)}."
+        + (
+            " **The machine was busy with other work: latencies and throughputs below are "
+            "pessimistic; rerun `make loadtest` on a quiet machine.**"
+            if busy
+            else ""
+        ),
+        f"* Tuned server: {tuned['description']}. Baseline: "
+        + (base["description"] if base else "not measured (no checkpoint)")
+        + ". Trivial model: the tuned service on a one-Gemm ONNX model (isolates HTTP cost).",
+        f"* Durations: constant rate {fmt(o['steady_s'])} s, ramp steps {fmt(o['ramp_step_s'])} s, "
+        f"saturation {fmt(o['saturation_s'])} s, hey {fmt(o['hey_s'])} s, soak "
+        f"{fmt(o['soak_s'] / 60, 1)} min; whole run {fmt(results['wall_s'] / 60, 1)} min."
+        + (" **Smoke run: figures are meaningless.**" if results["smoke"] else ""),
+        "",
+        "## Targets",
+        "",
+        f"The 64-connection PNG rows come from {png_src}. `× base` = tuned / baseline.",
+        "",
+        targets_table(results),
+        "",
+        "## Where the time goes",
+        "",
+        bottleneck_text(results),
+        "",
+        "## Scenarios",
+        "",
+        "Latency is client-side (request sent to response read). CPU is the server's whole "
+        "process tree as a share of all cores (100% = every core busy); RSS is summed over its "
+        "processes.",
+        "",
+        scenario_table(tuned, base),
+        "",
+        "### Ramp to saturation (28x28 PNG, closed loop, tuned server)",
+        "",
+        ramp_table(tuned),
+        "",
+    ]
+    if "hey_png" in tuned["scenarios"]:
+        out += [
+            "### hey (the acceptance check)",
+            "",
+            "```",
+            tuned["scenarios"]["hey_png"]["command"],
+            "```",
+            "",
+        ]
+    out += ["## Soak", ""]
+    if soak_png:
+        out += [f"![RSS during the soak]({soak_png})", ""]
+    growth = soak_growth(tuned["scenarios"].get("soak_png"))
+    if growth:
+        base_growth = soak_growth(base["scenarios"].get("soak_png")) if base else None
+        out += [
+            f"Tuned: RSS {fmt(growth['start_mb'])} MB → {fmt(growth['end_mb'])} MB over "
+            f"{fmt(growth['minutes'], 1)} min (**{growth['growth_percent']:+.1f}%**, peak "
+            f"{fmt(growth['peak_mb'])} MB)"
+            + (
+                f"; baseline {fmt(base_growth['start_mb'])} → {fmt(base_growth['end_mb'])} MB "
+                f"({base_growth['growth_percent']:+.1f}%)."
+                if base_growth
+                else "."
+            ),
+            "",
+            soak_table(tuned),
+            "",
+        ]
+    cold_rows = []
+    for key in ("tuned", "baseline", "http_only"):
+        server = results.get(key)
+        if server:
+            cold_rows.append(
+                [key, ", ".join(fmt(c) for c in server["cold_start_s"]), fmt(_cold(server))]
+            )
+    out += [
+        "## Cold start",
+        "",
+        "Process start (`Popen`) to the first `GET /ready` = 200, polled every 10 ms.",
+        "",
+        _table(["server", "runs (s)", "median (s)"], cold_rows),
+        "",
+    ]
+    sweep = sweep_table(results)
+    if sweep:
+        out += [
+            "## Choosing workers, threads and batching",
+            "",
+            "Each row is the real model behind `product-classifier serve` with those settings "
+            f"({fmt(o['sweep_s'])} s per scenario; PNG x64 = 64 closed-loop Locust users).",
+            "",
+            sweep,
+            "",
+        ]
+    return "\n".join(out)
+
+
+def write_outputs(
+    results: Results, out_dir: Path, docs: Path | None, img_dir: Path
+) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    json_path = out_dir / f"loadtest-{stamp}.json"
+    text = json.dumps(results, indent=1, default=str)
+    json_path.write_text(text)
+    (out_dir / "latest.json").write_text(text)
+    written = {"json": json_path}
+    plot = plot_soak(results, img_dir / "soak-rss.png")
+    if plot is not None:
+        written["plot"] = plot
+    if docs is not None:
+        rel = None
+        if plot is not None:
+            try:
+                rel = str(plot.resolve().relative_to(docs.resolve().parent))
+            except ValueError:
+                rel = str(plot.resolve())
+        docs.parent.mkdir(parents=True, exist_ok=True)
+        docs.write_text(render_markdown(results, rel))
+        written["docs"] = docs
+    return written

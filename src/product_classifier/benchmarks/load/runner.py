@@ -1,0 +1,487 @@
+"""The whole load test: servers, scenarios, resource sampling, baseline, report.
+
+For each server under test (the tuned service, the naive baseline and the service on a trivial
+model, which isolates the HTTP cost) the runner times cold starts, keeps one instance running,
+samples its process tree (``monitor``), drives the Locust scenarios through ``driver`` in a
+subprocess and the acceptance ``hey`` run, then stops it. Results go to JSON and Markdown
+(``report``). Durations are options, so the same code runs for 30 minutes or, with
+``smoke=True``, for a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from product_classifier.benchmarks.load import hey as hey_mod
+from product_classifier.benchmarks.load.monitor import TreeMonitor
+from product_classifier.benchmarks.load.payloads import CONTENT_TYPE, build_pool
+from product_classifier.benchmarks.load.server import ServerProcess, free_port, start_server
+
+Log = Callable[[str], None]
+
+SERVICE_ENV_PREFIX = "PRODUCT_CLASSIFIER_"
+
+
+@dataclass
+class TunedSettings:
+    """The service settings under test (``None``: the service's own default)."""
+
+    workers: int | None = None
+    intra_op_threads: int | None = None
+    max_batch_size: int | None = None
+    max_wait_ms: float | None = None
+
+    def env(self) -> dict[str, str]:
+        return {
+            f"{SERVICE_ENV_PREFIX}{key.upper()}": str(value)
+            for key, value in asdict(self).items()
+            if value is not None
+        }
+
+    def label(self) -> str:
+        parts = [f"{k}={v}" for k, v in asdict(self).items() if v is not None]
+        return ", ".join(parts) or "defaults"
+
+
+# Configurations tried by the sweep: processes x onnxruntime threads, then batching.
+SWEEP: tuple[TunedSettings, ...] = (
+    TunedSettings(workers=1, intra_op_threads=1, max_batch_size=32),
+    TunedSettings(workers=1, intra_op_threads=2, max_batch_size=32),
+    TunedSettings(workers=2, intra_op_threads=1, max_batch_size=32),
+    TunedSettings(workers=2, intra_op_threads=1, max_batch_size=8),
+    TunedSettings(workers=2, intra_op_threads=1, max_batch_size=16),
+    TunedSettings(workers=2, intra_op_threads=1, max_batch_size=64),
+    TunedSettings(workers=2, intra_op_threads=1, max_batch_size=32, max_wait_ms=5.0),
+)
+
+
+@dataclass
+class LoadOptions:
+    model: Path = Path("artifacts/model.onnx")
+    baseline_checkpoint: Path | None = Path("runs/release/best.pt")
+    out_dir: Path = Path("reports/performance")
+    docs: Path | None = Path("docs/performance.md")
+    img_dir: Path = Path("docs/img")
+    settings: TunedSettings = field(default_factory=TunedSettings)
+    steady_rps: float = 100.0
+    steady_users: int = 50
+    steady_s: float = 60.0
+    ramp_users: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    ramp_step_s: float = 5.0
+    saturation_s: float = 20.0
+    jpeg_users: int = 32
+    batch_users: int = 4
+    batch_files: int = 64
+    mix_users: int = 32
+    hey_s: float = 20.0
+    hey_connections: int = 64
+    soak_s: float = 600.0
+    baseline_soak_s: float | None = None  # None: same as soak_s
+    soak_bucket_s: float = 60.0
+    cold_start_runs: int = 3
+    http_only: bool = True
+    inference_probe_s: float = 2.0
+    sweep: bool = True
+    sweep_s: float = 10.0
+    sample_interval_s: float = 0.5
+    smoke: bool = False
+
+    @classmethod
+    def smoke_preset(cls, **overrides: Any) -> LoadOptions:
+        """Every code path, tiny durations: what ``make test`` runs."""
+        base = cls(
+            out_dir=Path("reports/performance/smoke"),
+            docs=Path("reports/performance/smoke/performance.md"),
+            img_dir=Path("reports/performance/smoke/img"),
+            steady_users=10,
+            steady_s=1.5,
+            ramp_users=(1, 8),
+            ramp_step_s=0.7,
+            saturation_s=1.0,
+            jpeg_users=4,
+            batch_users=2,
+            batch_files=8,
+            mix_users=4,
+            hey_s=1.0,
+            hey_connections=8,
+            soak_s=2.0,
+            soak_bucket_s=1.0,
+            cold_start_runs=1,
+            inference_probe_s=0.3,
+            sweep=False,
+            sample_interval_s=0.2,
+            smoke=True,
+        )
+        return replace(base, **overrides)
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+
+
+def _closed(users: int, seconds: float) -> dict[str, Any]:
+    # Users start within ~users/100 s (Locust's advised spawn rate); skip that and one more
+    # half second of queue build-up.
+    return {"users": users, "seconds": seconds, "warmup_s": min(1.0, 0.2 + users / 100)}
+
+
+def _rate(rps: float, users: int, seconds: float) -> dict[str, Any]:
+    return {"users": users, "seconds": seconds, "rate_per_user": rps / users, "warmup_s": 1.0}
+
+
+def steady_scenario(opts: LoadOptions, seconds: float) -> dict[str, Any]:
+    return {
+        "name": "steady_png",
+        "weights": {"png": 1},
+        "steps": [_rate(opts.steady_rps, opts.steady_users, seconds)],
+    }
+
+
+def ramp_scenario(opts: LoadOptions) -> dict[str, Any]:
+    return {
+        "name": "ramp_png",
+        "weights": {"png": 1},
+        "steps": [_closed(users, opts.ramp_step_s) for users in opts.ramp_users],
+    }
+
+
+def saturation_scenario(
+    name: str, weights: dict[str, int], users: int, seconds: float
+) -> dict[str, Any]:
+    return {"name": name, "weights": weights, "steps": [_closed(users, seconds)]}
+
+
+def soak_scenario(opts: LoadOptions, seconds: float) -> dict[str, Any]:
+    return {
+        "name": "soak_png",
+        "weights": {"png": 1},
+        "steps": [_rate(opts.steady_rps, opts.steady_users, seconds)],
+        "bucket_s": opts.soak_bucket_s,
+    }
+
+
+# -- servers ------------------------------------------------------------------------------------
+
+
+def _service_cmd(port: int, model: Path) -> list[str]:
+    script = Path(sys.executable).with_name("product-classifier")
+    base = (
+        [str(script)] if script.exists() else [sys.executable, "-m", "product_classifier.cli.main"]
+    )
+    args = ["--host", "127.0.0.1", "--port", str(port), "--model", str(model)]
+    return [*base, "serve", *args, "--log-level", "warning"]
+
+
+def _naive_cmd(port: int, checkpoint: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "product_classifier.benchmarks.load.naive_server",
+        "--checkpoint",
+        str(checkpoint),
+        "--port",
+        str(port),
+    ]
+
+
+@dataclass
+class Target:
+    label: str  # tuned, baseline, http_only
+    description: str
+    command: Callable[[int], list[str]]
+    env: dict[str, str]
+
+
+class Runner:
+    def __init__(self, opts: LoadOptions, log: Log = print) -> None:
+        self.opts = opts
+        self.log = log
+        self.workdir = Path(tempfile.mkdtemp(prefix="loadtest-"))
+
+    # -- building blocks --------------------------------------------------------------------
+
+    def _start(self, target: Target) -> ServerProcess:
+        port = free_port()
+        log_path = self.workdir / f"{target.label}-{port}.log"
+        return start_server(
+            target.label, target.command(port), port=port, log_path=log_path, env=target.env
+        )
+
+    def cold_starts(self, target: Target, runs: int) -> tuple[list[float], ServerProcess]:
+        """Start ``runs`` times; all but the last are stopped. Returns (seconds, running)."""
+        times = []
+        for i in range(runs):
+            server = self._start(target)
+            times.append(server.cold_start_s)
+            if i < runs - 1:
+                server.stop()
+        return times, server
+
+    def drive(self, host: str, scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        spec = {"host": host, "batch_files": self.opts.batch_files, "scenarios": scenarios}
+        spec_path = self.workdir / "spec.json"
+        out_path = self.workdir / "driver-out.json"
+        spec_path.write_text(json.dumps(spec))
+        out_path.unlink(missing_ok=True)
+        budget = sum(s["seconds"] + s.get("warmup_s", 0) for sc in scenarios for s in sc["steps"])
+        cmd = [sys.executable, "-m", "product_classifier.benchmarks.load.driver"]
+        done = subprocess.run(
+            [*cmd, str(spec_path), str(out_path)],
+            capture_output=True,
+            text=True,
+            timeout=budget + 300,
+            check=False,
+        )
+        if done.returncode != 0 or not out_path.exists():
+            raise RuntimeError(f"load driver failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        results: list[dict[str, Any]] = json.loads(out_path.read_text())["scenarios"]
+        return results
+
+    def hey(self, host: str, seconds: float) -> dict[str, Any] | None:
+        if hey_mod.hey_path() is None:
+            self.log("  hey not installed (apt-get install -y hey): skipping the hey run")
+            return None
+        body = self.workdir / "body-png.bin"
+        if not body.exists():
+            body.write_bytes(build_pool(png_count=1, jpeg_count=0, batch_count=0).png[0])
+        return hey_mod.run_hey(
+            f"{host}/v1/predict",
+            body,
+            CONTENT_TYPE,
+            seconds=seconds,
+            connections=self.opts.hey_connections,
+        )
+
+    @staticmethod
+    def _attach(result: dict[str, Any], monitor: TreeMonitor) -> dict[str, Any]:
+        window = monitor.window(result["t0"], result["t1"])
+        result["resources"] = asdict(window)
+        for step in result.get("steps", []):
+            step["resources"] = asdict(monitor.window(step["t0"], step["t1"]))
+        return result
+
+    # -- one server, many scenarios ---------------------------------------------------------
+
+    def measure(
+        self, target: Target, plan: list[list[dict[str, Any]] | str], cold_runs: int
+    ) -> dict[str, Any]:
+        """``plan``: lists of Locust scenarios, or ``"hey"``, in order."""
+        self.log(f"[{target.label}] {target.description}")
+        cold, server = self.cold_starts(target, cold_runs)
+        self.log(f"  cold start: {', '.join(f'{c:.2f} s' for c in cold)}")
+        monitor = TreeMonitor(server.pid, self.opts.sample_interval_s).start()
+        scenarios: dict[str, Any] = {}
+        try:
+            for item in plan:
+                if item == "hey":
+                    result = self.hey(server.base_url, self.opts.hey_s)
+                    if result is not None:
+                        scenarios["hey_png"] = self._attach(result, monitor)
+                        self._log_stats("hey_png", result)
+                    continue
+                assert isinstance(item, list)
+                for result in self.drive(server.base_url, item):
+                    scenarios[result["name"]] = self._attach(result, monitor)
+                    self._log_stats(result["name"], result)
+                if server.process.poll() is not None:
+                    raise RuntimeError(f"{target.label} died:\n{server.log_tail()}")
+        finally:
+            monitor.stop()
+            server.stop()
+        first, last = monitor.samples[0].t, monitor.samples[-1].t
+        overall = monitor.window(first, last)
+        soak = scenarios.get("soak_png")
+        if soak is not None:
+            soak["rss_series"] = monitor.series(soak["t0"], soak["t1"])
+        return {
+            "label": target.label,
+            "description": target.description,
+            "env": target.env,
+            "cold_start_s": cold,
+            "peak_rss_mb": overall.peak_rss_mb,
+            "scenarios": scenarios,
+        }
+
+    def _log_stats(self, name: str, result: dict[str, Any]) -> None:
+        s = result["stats"]
+        res = result.get("resources", {})
+        p95 = s.get("p95_ms")
+        self.log(
+            f"  {name:<16} {s['rps']:8.1f} req/s {s['images_per_s']:8.1f} img/s "
+            f"p95 {p95 if p95 is None else round(p95, 1)} ms  errors {s['errors']}  "
+            f"cpu {res.get('cpu_percent_machine', float('nan')):.0f}%  "
+            f"rss {res.get('peak_rss_mb', 0):.0f} MB"
+        )
+
+    # -- the plans ----------------------------------------------------------------------------
+
+    def full_plan(self, soak_s: float) -> list[list[dict[str, Any]] | str]:
+        o = self.opts
+        return [
+            [steady_scenario(o, o.steady_s), ramp_scenario(o)],
+            "hey",
+            [
+                saturation_scenario("saturation_jpeg", {"jpeg": 1}, o.jpeg_users, o.saturation_s),
+                saturation_scenario("batch", {"batch": 1}, o.batch_users, o.saturation_s),
+                saturation_scenario(
+                    "mix", {"png": 7, "jpeg": 2, "batch": 1}, o.mix_users, o.saturation_s
+                ),
+                soak_scenario(o, soak_s),
+            ],
+        ]
+
+    def http_only_plan(self) -> list[list[dict[str, Any]] | str]:
+        o = self.opts
+        last = max(o.ramp_users)
+        return [
+            [
+                steady_scenario(o, min(o.steady_s, 30.0)),
+                saturation_scenario("saturation_png", {"png": 1}, last, o.saturation_s),
+            ],
+            "hey",
+        ]
+
+    def tuned_target(self, settings: TunedSettings, model: Path, label: str) -> Target:
+        return Target(
+            label,
+            f"product-classifier serve, {model} ({settings.label()})",
+            lambda port: _service_cmd(port, model),
+            settings.env(),
+        )
+
+    # -- the whole run ------------------------------------------------------------------------
+
+    def inference_only(self) -> list[dict[str, Any]]:
+        from product_classifier.benchmarks.load import probe
+
+        o = self.opts
+        rows = []
+        for threads in (1, 2):
+            for batch in (1, 8, 32, 64):
+                rows.append(probe.measure(o.model, batch, threads, o.inference_probe_s))
+        for batch in (1, 32):
+            rows.append(probe.measure_parallel(o.model, batch, 1, o.inference_probe_s, 2))
+        for row in rows:
+            self.log(
+                f"  inference batch {row['batch']:>2} x{row.get('processes', 1)} proc "
+                f"{row['threads']} thr: {row['images_per_s']:7.0f} img/s"
+            )
+        return rows
+
+    def run_sweep(self) -> list[dict[str, Any]]:
+        o = self.opts
+        plan: list[list[dict[str, Any]] | str] = [
+            [
+                steady_scenario(o, o.sweep_s),
+                saturation_scenario("saturation_png", {"png": 1}, 64, o.sweep_s),
+                saturation_scenario("saturation_jpeg", {"jpeg": 1}, o.jpeg_users, o.sweep_s),
+            ]
+        ]
+        rows = []
+        for settings in SWEEP:
+            result = self.measure(self.tuned_target(settings, o.model, "sweep"), plan, 1)
+            rows.append({"settings": asdict(settings), "label": settings.label(), **result})
+        return rows
+
+    def run(self) -> dict[str, Any]:
+        o = self.opts
+        started = time.time()
+        load_start = os.getloadavg()
+        results: dict[str, Any] = {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+            "smoke": o.smoke,
+            "options": _jsonable(asdict(o)),
+            "machine": machine_info(),
+            "loadavg_start": load_start,
+        }
+        self.log(f"load average at start: {load_start}")
+        self.log("[inference only]")
+        results["inference_only"] = self.inference_only()
+        if o.sweep:
+            results["sweep"] = self.run_sweep()
+        results["tuned"] = self.measure(
+            self.tuned_target(o.settings, o.model, "tuned"),
+            self.full_plan(o.soak_s),
+            o.cold_start_runs,
+        )
+        if o.http_only:
+            trivial = self._trivial_model()
+            results["http_only"] = self.measure(
+                self.tuned_target(o.settings, trivial, "http_only"), self.http_only_plan(), 1
+            )
+        if o.baseline_checkpoint is not None:
+            if o.baseline_checkpoint.exists():
+                checkpoint = o.baseline_checkpoint
+                target = Target(
+                    "baseline",
+                    f"naive FastAPI + PyTorch eager, one image per call ({checkpoint})",
+                    lambda port: _naive_cmd(port, checkpoint),
+                    {},
+                )
+                soak_s = o.baseline_soak_s if o.baseline_soak_s is not None else o.soak_s
+                results["baseline"] = self.measure(
+                    target, self.full_plan(soak_s), o.cold_start_runs
+                )
+            else:
+                self.log(f"baseline checkpoint {o.baseline_checkpoint} not found: no baseline")
+                results["baseline_missing"] = str(o.baseline_checkpoint)
+        results["loadavg_end"] = os.getloadavg()
+        results["wall_s"] = time.time() - started
+        self.log(f"load average at end: {results['loadavg_end']}")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return results
+
+    def _trivial_model(self) -> Path:
+        from product_classifier.inference.contract_model import (
+            build_contract_model,
+            write_model_card,
+        )
+
+        model = build_contract_model(self.workdir / "trivial" / "model.onnx", seed=0)
+        write_model_card(model)
+        return model
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def machine_info() -> dict[str, Any]:
+    import onnxruntime
+    import psutil
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "platform": platform.platform(),
+        "hey": hey_mod.hey_path() is not None,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
