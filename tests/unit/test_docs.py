@@ -1,0 +1,62 @@
+"""The README must match the released model card and the code it documents."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from product_classifier.cli.main import app
+
+README = Path("README.md").read_text()
+CARD = json.loads(Path("artifacts/model_card.json").read_text())
+
+
+def _section(name: str) -> str:
+    match = re.search(rf"<!-- {name}:start -->(.*?)<!-- {name}:end -->", README, re.S)
+    assert match, f"README lacks the {name} markers"
+    return match.group(1)
+
+
+def test_results_table_matches_the_model_card():
+    table = _section("results-table")
+    test = CARD["metrics"]["test"]
+    assert f"{test['accuracy'] * 100:.2f}%" in table
+    assert f"{test['macro_f1']:.4f}" in table
+    assert f"{test['min_precision']:.3f}" in table
+    assert f"{test['min_recall']:.3f}" in table
+    assert f"{CARD['parameters']:,}" in table
+
+
+def test_per_class_table_matches_the_model_card():
+    rows = {
+        cells[0]: [float(c) for c in cells[1:]]
+        for line in _section("per-class-table").strip().splitlines()[2:]
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    for entry in CARD["metrics"]["test"]["per_class"]:
+        precision, recall, f1 = rows[entry["name"]]
+        assert precision == pytest.approx(entry["precision"], abs=5e-4)
+        assert recall == pytest.approx(entry["recall"], abs=5e-4)
+        assert f1 == pytest.approx(entry["f1"], abs=5e-4)
+
+
+def test_every_make_target_in_the_readme_exists():
+    makefile = Path("Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z0-9-]*):", makefile, re.M))
+    mentioned = set(re.findall(r"make ([a-z][a-z0-9-]*)", README))
+    assert mentioned, "README shows no make commands"
+    assert mentioned <= targets, f"README mentions missing targets: {mentioned - targets}"
+
+
+def test_every_cli_command_in_the_readme_exists():
+    runner = CliRunner()
+    commands = set(re.findall(r"product-classifier ([a-z][a-z-]*(?: [a-z][a-z-]*)?)", README))
+    assert commands
+    for command in sorted(commands):
+        words = command.split()
+        result = runner.invoke(app, [*words, "--help"])
+        if result.exit_code != 0 and len(words) == 2:
+            result = runner.invoke(app, [words[0], "--help"])
+        assert result.exit_code == 0, f"`product-classifier {command}` is not a command"
