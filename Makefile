@@ -8,7 +8,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 .PHONY: help install install-serve serve test test-fast lint format typecheck data train train-release \
-        evaluate export benchmark loadtest docker-test clean
+        evaluate export benchmark loadtest docker-test clean docker-build docker-base audit actionlint
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,7 @@ lint: install  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory actionlint
 
 format: install  ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format src tests
@@ -63,6 +64,34 @@ evaluate: install  ## Evaluate artifacts/model.onnx on the 10k test set
 
 export: install  ## Export CHECKPOINT=runs/.../best.pt to artifacts/
 	$(BIN)/product-classifier export $(CHECKPOINT)
+
+# Containers (docker/, docs/containers.md). BASE_IMAGE: python:3.11-slim, or the local Debian one.
+BASE_IMAGE ?= python:3.11-slim
+IMAGE ?= product-classifier:latest
+DOCKER ?= docker
+
+docker-base:  ## Build the local Debian base image (debootstrap; no image registry needed)
+	DOCKER=$(DOCKER) docker/base/build-debian-base.sh
+
+docker-build:  ## Build the serving image ($(IMAGE)) on BASE_IMAGE
+	DOCKER_BUILDKIT=1 $(DOCKER) build -f docker/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	  --build-arg VERSION=$$(git describe --tags --always 2>/dev/null || echo dev) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) -t $(IMAGE) .
+
+docker-test: install  ## Build, run and check the image and the Compose stack (starts dockerd as root)
+	PYTHON=$(abspath $(BIN)/python) docker/test.sh
+
+audit: install  ## pip-audit the pinned requirements (serving, then everything)
+	$(BIN)/pip-audit --progress-spinner off -r requirements/serve.txt
+	$(BIN)/pip-audit --progress-spinner off -r requirements/dev.txt
+
+actionlint: install  ## Check .github/workflows (actionlint if installed, else the workflow schema)
+	@if command -v actionlint >/dev/null || [ -x $(BIN)/actionlint ]; then \
+	  echo "actionlint"; PATH="$(abspath $(BIN)):$$PATH" actionlint; \
+	else \
+	  echo "actionlint not installed (CI installs .github/requirements-actionlint.txt): schema check only"; \
+	  $(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml; \
+	fi
 
 clean:  ## Remove caches and run outputs (keeps data/ and the venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache reports runs

@@ -7,13 +7,15 @@
 #
 # Usage: docker/base/build-debian-base.sh [TAG]   (default: product-classifier/debian-python:local)
 # Env:   SUITE (default: this host's codename), MIRROR (default: from /etc/apt/sources.list*),
-#        FORCE=1 rebuilds even when TAG exists, DOCKER (default: docker).
+#        FORCE=1 rebuilds even when TAG exists, DOCKER (default: docker),
+#        CACHE_DIR keeps the downloaded .deb files between runs (default below; empty: none).
 set -euo pipefail
 
 TAG="${1:-product-classifier/debian-python:local}"
 DOCKER="${DOCKER:-docker}"
 FORCE="${FORCE:-0}"
 PACKAGES="python3,python3-venv,ca-certificates"
+CACHE_DIR="${CACHE_DIR-/var/cache/product-classifier/debootstrap}"
 
 log() { printf '[debian-base] %s\n' "$*" >&2; }
 
@@ -65,7 +67,13 @@ trap 'rm -rf "$ROOT"' EXIT
 start=$SECONDS
 
 log "debootstrap $SUITE (minbase + $PACKAGES) from the host's mirror"
-debootstrap --variant=minbase --components=main --include="$PACKAGES" "$SUITE" "$ROOT" "$MIRROR" \
+cache_opt=()
+if [[ -n "$CACHE_DIR" ]]; then
+    mkdir -p "$CACHE_DIR"
+    cache_opt=(--cache-dir="$CACHE_DIR")
+fi
+debootstrap --variant=minbase --components=main --include="$PACKAGES" "${cache_opt[@]}" \
+    "$SUITE" "$ROOT" "$MIRROR" \
     >"$ROOT.log" 2>&1 || { tail -n 30 "$ROOT.log" >&2; rm -f "$ROOT.log"; exit 1; }
 rm -f "$ROOT.log"
 

@@ -40,6 +40,9 @@ def load(
     img_dir: Annotated[Path | None, typer.Option(help="Where the soak plot goes.")] = None,
     workers: Annotated[int | None, typer.Option(help="Service workers (default: its own).")] = None,
     intra_op_threads: Annotated[int | None, typer.Option(help="onnxruntime threads.")] = None,
+    model_concurrency: Annotated[
+        int | None, typer.Option(help="Model calls at once per worker.")
+    ] = None,
     max_batch_size: Annotated[int | None, typer.Option(help="Micro-batch cap.")] = None,
     max_wait_ms: Annotated[float | None, typer.Option(help="Micro-batch wait.")] = None,
     steady_rps: Annotated[float | None, typer.Option(help="Constant-rate scenario req/s.")] = None,
@@ -81,7 +84,9 @@ def load(
         opts,
         http_only=http_only,
         baseline_checkpoint=opts.baseline_checkpoint if baseline else None,
-        settings=TunedSettings(workers, intra_op_threads, max_batch_size, max_wait_ms),
+        settings=TunedSettings(
+            workers, intra_op_threads, model_concurrency, max_batch_size, max_wait_ms
+        ),
     )
     if not opts.model.is_file():
         typer.secho(f"error: model not found: {opts.model}", err=True, fg=typer.colors.RED)

@@ -60,23 +60,27 @@ def predict(
         ),
     ] = 32,
     model: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--model",
             "-m",
-            help="Local ONNX model; verified against model_card.json beside it when present.",
+            help="Local ONNX model, verified against model_card.json beside it when present "
+            "(default: the one `product-classifier serve` loads, from PRODUCT_CLASSIFIER_* "
+            "settings: the released INT8 model).",
+            show_default=False,
         ),
-    ] = Path("artifacts/model.onnx"),
+    ] = None,
     review_threshold: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--review-threshold",
             min=0.0,
             max=1.0,
-            help="Local model only: needs_review below this confidence (the service has its "
-            "own setting).",
+            help="Local model only: needs_review below this confidence (default: the "
+            "service's setting, 0.7).",
+            show_default=False,
         ),
-    ] = 0.7,
+    ] = None,
     progress: Annotated[
         bool | None,
         typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal)."),
@@ -86,6 +90,7 @@ def predict(
     from tqdm import tqdm
 
     from product_classifier.inference import bulk
+    from product_classifier.serving.settings import SettingsError, load_settings
 
     items = bulk.collect_inputs(paths)
     if not items:
@@ -102,8 +107,12 @@ def predict(
         if url is not None:
             backend = bulk.RemoteBackend(url)
         else:
-            backend = bulk.LocalBackend(model, review_threshold=review_threshold)
-    except bulk.BulkError as exc:
+            # Same defaults as the service, so that local and --url runs agree.
+            settings = load_settings(model_path=model, review_threshold=review_threshold)
+            backend = bulk.LocalBackend(
+                settings.model_path, review_threshold=settings.review_threshold
+            )
+    except (bulk.BulkError, SettingsError) as exc:
         raise _fail(str(exc)) from None
 
     show = sys.stderr.isatty() if progress is None else progress

@@ -6,6 +6,13 @@ A single worker task takes up to ``max_batch_size`` items (after an idle spell i
 executor (onnxruntime releases the GIL, so the event loop keeps serving) and resolves the
 futures. While that call runs, new requests pile up and form the next batch, so under load the
 wait is never paid. A full queue fails fast with OverloadedError instead of growing latency.
+
+``concurrency`` > 1 lets that many batches run at once, each in its own executor thread (an
+onnxruntime session may be run from several threads): one process then keeps several cores busy
+with single-threaded model calls, which on a small CPU beats both intra-op threads (their
+synchronisation costs ~1.5x CPU per image) and extra worker processes (each one a full copy of
+the interpreter, libraries and model). A batch is only formed when a slot is free, so while all
+slots are busy requests keep piling up into the next, bigger batch.
 """
 
 from __future__ import annotations
@@ -44,15 +51,22 @@ class MicroBatcher:
         max_batch_size: int = 64,
         max_wait_ms: float = 2.0,
         queue_size: int = 1024,
+        concurrency: int = 1,
     ) -> None:
-        if max_batch_size < 1 or queue_size < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch_size and queue_size must be >= 1, max_wait_ms >= 0")
+        if max_batch_size < 1 or queue_size < 1 or max_wait_ms < 0 or concurrency < 1:
+            raise ValueError(
+                "max_batch_size, queue_size and concurrency must be >= 1, max_wait_ms >= 0"
+            )
         self._predict_fn = predict_fn
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.queue_size = queue_size
+        self.concurrency = concurrency
         self._pending: collections.deque[_Item] = collections.deque()
-        self._buffer = np.empty((max_batch_size, *ITEM_SHAPE[1:]), dtype=np.float32)
+        # One input buffer per running batch, reused (a free list; at most ``concurrency``).
+        self._buffers: list[np.ndarray] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slot_free: asyncio.Future[None] | None = None  # worker waiting for a model slot
         self._executor: ThreadPoolExecutor | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -78,7 +92,9 @@ class MicroBatcher:
         if self._worker is not None:
             raise RuntimeError("batcher already started")
         self._loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-batch")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix="onnx-batch"
+        )
         self._stopping = False
         self._accepting = True
         self._worker = self._loop.create_task(self._run(), name="micro-batcher")
@@ -131,7 +147,7 @@ class MicroBatcher:
         while True:
             if not pending:
                 if self._stopping:
-                    return
+                    break
                 self._wakeup = loop.create_future()
                 try:
                     await self._wakeup
@@ -141,6 +157,7 @@ class MicroBatcher:
                     len(pending) < self.max_batch_size
                     and self.max_wait_s > 0
                     and not self._stopping
+                    and len(self._in_flight) < self.concurrency
                 ):
                     # First item after an idle spell: give concurrent requests a moment to
                     # join it. Items that queued up during a model call skip this wait.
@@ -153,9 +170,25 @@ class MicroBatcher:
                         self._fill = None
             if not pending:  # stop() raced with an empty queue
                 continue
+            if len(self._in_flight) >= self.concurrency:
+                # Every slot is busy: let the queue grow into the next batch meanwhile.
+                self._slot_free = loop.create_future()
+                try:
+                    await self._slot_free
+                finally:
+                    self._slot_free = None
+                continue
             count = min(len(pending), self.max_batch_size)
             batch = [pending.popleft() for _ in range(count)]
-            await self._run_batch(loop, batch)
+            task = loop.create_task(self._run_batch(loop, batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._batch_done)
+        if self._in_flight:  # stopping: let the running batches finish
+            await asyncio.gather(*self._in_flight)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        _wake(self._slot_free)
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
         # Requests whose client went away were cancelled; don't spend model time on them.
@@ -163,8 +196,14 @@ class MicroBatcher:
         if not live:
             return
         n = len(live)
-        # The worker awaits each call before building the next batch, so one buffer suffices.
-        inputs = self._buffer[:n]
+        # A buffer is owned by one running batch at a time; with concurrency 1 it is always
+        # the same one.
+        buffer = (
+            self._buffers.pop()
+            if self._buffers
+            else np.empty((self.max_batch_size, *ITEM_SHAPE[1:]), dtype=np.float32)
+        )
+        inputs = buffer[:n]
         np.concatenate([x for x, _ in live], axis=0, out=inputs)
         try:
             started = time.perf_counter()
@@ -178,6 +217,8 @@ class MicroBatcher:
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        finally:
+            self._buffers.append(buffer)
         self.batches_run += 1
         self.items_run += n
         if self.on_batch is not None:

@@ -51,10 +51,21 @@ def load_model_card(card_path: str | Path) -> dict[str, Any]:
     return card
 
 
+def card_entry(model_path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
+    """The part of the card that describes ``model_path``: a ``variants`` entry whose ``file``
+    is this file's name (e.g. the INT8 model), else the card itself (the FP32 model)."""
+    variants = card.get("variants")
+    if isinstance(variants, dict):
+        for entry in variants.values():
+            if isinstance(entry, dict) and entry.get("file") == Path(model_path).name:
+                return entry
+    return card
+
+
 def verify_sha256(model_path: str | Path, card: dict[str, Any], card_path: str | Path) -> str:
     """Return the model's sha256; raise ModelLoadError when it differs from the card's."""
     model_path = Path(model_path)
-    expected = card.get("sha256")
+    expected = card_entry(model_path, card).get("sha256")
     if not isinstance(expected, str) or len(expected) != 64:
         raise ModelLoadError(
             f"model card {card_path} has no valid 'sha256' (64 hex digits) to verify "
@@ -111,7 +122,7 @@ def load_verified_model(
         card = {}
         logger.warning("sha256 verification is OFF and %s is missing", card_file)
     predictor = OnnxPredictor(model_path, options)
-    card_version = card.get("model_version")
+    card_version = card_entry(model_path, card).get("model_version")
     if card_version is not None and str(card_version) != predictor.model_version:
         logger.warning(
             "model card says model_version=%s but the ONNX metadata says %s",

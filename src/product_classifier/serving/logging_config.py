@@ -60,7 +60,9 @@ class _Timestamp:
         if second != self._second:
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+        # round, not int: 0.001 s is stored as 0.000999...; 999.6 ms stays in this second.
+        millis = min(round((created - second) * 1000), 999)
+        return f"{self._prefix}.{millis:03d}Z"
 
 
 def _base_fields(record: logging.LogRecord, timestamp: _Timestamp) -> dict[str, Any]:

@@ -157,11 +157,17 @@ class Observer:
 
     # -- route labels ---------------------------------------------------------------------------
 
+    def _all_routes(self) -> list[tuple[object, str | None]]:
+        try:  # FastAPI >= 0.16x keeps included routers lazy: ask it for the effective routes
+            from fastapi.routing import iter_route_contexts
+        except ImportError:
+            return [(route, getattr(route, "path", None)) for route in self.app.routes]
+        return [(ctx.original_route, ctx.path) for ctx in iter_route_contexts(self.app.routes)]
+
     def _learn_routes(self) -> frozenset[str]:
         paths, mounts = set(), []
-        for route in self.app.routes:
-            path = getattr(route, "path", None)
-            if isinstance(route, Mount):
+        for route, path in self._all_routes():
+            if isinstance(route, Mount) and path is not None:
                 mounts.append(route.path or "/")
             elif isinstance(path, str) and "{" not in path:
                 paths.add(path)

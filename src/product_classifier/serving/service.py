@@ -198,6 +198,7 @@ class ModelService:
                 "batching": {
                     "max_batch_size": self.batcher.max_batch_size,
                     "max_wait_ms": self.batcher.max_wait_s * 1000.0,
+                    "concurrency": self.batcher.concurrency,
                     "queue_size": self.batcher.queue_size,
                     "queued": self.batcher.queued,
                     "batches_run": self.batcher.batches_run,

@@ -31,6 +31,12 @@ PRIVATE_NETWORKS = (
     "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
 )  # fmt: skip
 
+# The released files (one model card describes both; see inference/model_card.py).
+MODEL_VARIANTS = {
+    "int8": Path("artifacts/model.int8.onnx"),
+    "fp32": Path("artifacts/model.onnx"),
+}
+
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
@@ -61,7 +67,15 @@ class ServeSettings(BaseSettings):
         False, description="uvicorn access log (off by default: it costs ~10% throughput)."
     )
 
-    model_path: Path = Field(Path("artifacts/model.onnx"), description="The ONNX model.")
+    model_variant: Literal["int8", "fp32"] = Field(
+        "int8",
+        description="Released model served when model_path is not set: int8 "
+        "(artifacts/model.int8.onnx, faster on CPU: docs/benchmarks.md) or fp32 "
+        "(artifacts/model.onnx).",
+    )
+    model_path: Path = Field(
+        MODEL_VARIANTS["int8"], description="The ONNX model (default: model_variant's file)."
+    )
     model_card_path: Path | None = Field(
         None, description="model_card.json; default: model_card.json beside the model."
     )
@@ -82,6 +96,13 @@ class ServeSettings(BaseSettings):
     max_batch_size: int = Field(64, ge=1, le=4096, description="Micro-batch size cap.")
     max_wait_ms: float = Field(
         2.0, ge=0.0, le=1000.0, description="How long a lone request waits for company."
+    )
+    model_concurrency: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Micro-batches run through the model at once, one thread each (with "
+        "intra_op_threads=1: cores used for inference by one worker).",
     )
     queue_size: int = Field(1024, ge=1, description="Queued images before answering 503.")
     retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 503 responses.")
@@ -160,6 +181,8 @@ class ServeSettings(BaseSettings):
                 f"{env_name('max_batch_files')}={self.max_batch_files}, or a full batch request "
                 "could never be queued"
             )
+        if "model_path" not in self.model_fields_set:  # an explicit path beats the variant
+            self.model_path = MODEL_VARIANTS[self.model_variant]
         if self.model_card_path is None:
             self.model_card_path = self.model_path.with_name("model_card.json")
         return self

@@ -12,7 +12,7 @@ with ``docs_url=None`` and this router serves the page with the JS/CSS that the
 from __future__ import annotations
 
 import importlib.util
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -92,18 +92,18 @@ async def docs(request: Request) -> HTMLResponse:
     """Swagger UI for the OpenAPI schema, with local assets when they are installed."""
     app = request.app
     root = request.scope.get("root_path", "")
-    local: dict[str, str] = {}
-    if swagger_assets_dir() is not None:
-        local = {
-            "swagger_js_url": f"{root}{SWAGGER_PREFIX}/swagger-ui-bundle.js",
-            "swagger_css_url": f"{root}{SWAGGER_PREFIX}/swagger-ui.css",
-        }
-    return get_swagger_ui_html(
+    page = partial(
+        get_swagger_ui_html,
         openapi_url=f"{root}{app.openapi_url}",
         title=f"{app.title} - API docs",
         swagger_favicon_url=f"{root}{ASSET_PREFIX}/favicon.svg",
         swagger_ui_parameters=app.swagger_ui_parameters,
-        **local,
+    )
+    if swagger_assets_dir() is None:
+        return page()  # fastapi-offline is missing: FastAPI's CDN defaults (needs internet)
+    return page(
+        swagger_js_url=f"{root}{SWAGGER_PREFIX}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{SWAGGER_PREFIX}/swagger-ui.css",
     )
 
 

@@ -8,6 +8,7 @@ so errors would be invisible): req/s, mean, p50/p95/p99, status codes and transp
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -95,7 +96,7 @@ def run_hey(
             f"hey failed ({done.returncode}): {(done.stderr or done.stdout)[-2000:]}"
         )
     return {
-        "command": " ".join(cmd),
+        "command": shlex.join(cmd),
         "t0": t0,
         "t1": t1,
         "stats": parse_summary(done.stdout, images),

@@ -2,8 +2,10 @@
 
 uvicorn with several workers is a supervisor plus one process per worker, so every figure
 sums over the root process and all its descendants (re-listed at each sample: workers can be
-restarted). CPU is reported as a percentage of the whole machine (100% = every core busy), RSS
-as the sum over processes (it counts shared library pages once per process: an upper bound).
+restarted). CPU is reported as a percentage of the whole machine (100% = every core busy). Memory is
+summed over the processes twice: RSS (what was asked for; it counts the shared pages of
+libraries once per process, so it over-states the total) and PSS (shared pages split between
+the processes that map them: what the tree really costs the machine, e.g. a container limit).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class Sample:
     t: float  # time.time()
     cpu_s: float  # user + system seconds of the tree so far (dead processes keep their share)
     rss_bytes: int
+    pss_bytes: int
     processes: int
 
 
@@ -28,6 +31,7 @@ class WindowStats:
     seconds: float
     cpu_percent_machine: float
     peak_rss_mb: float
+    peak_pss_mb: float
     mean_rss_mb: float
     start_rss_mb: float
     end_rss_mb: float
@@ -77,20 +81,21 @@ class TreeMonitor:
         return tree
 
     def sample(self) -> Sample | None:
-        rss = 0
+        rss = pss = 0
         alive = 0
         with self._lock:
             for proc in self._tree():
                 try:
                     with proc.oneshot():
                         cpu = proc.cpu_times()
-                        mem = proc.memory_info()
+                        mem = proc.memory_full_info()
                 except psutil.Error:
                     continue
                 self._cpu_seen[proc.pid] = cpu.user + cpu.system
                 rss += mem.rss
+                pss += getattr(mem, "pss", mem.rss)  # PSS is Linux-only
                 alive += 1
-            sample = Sample(time.time(), sum(self._cpu_seen.values()), rss, alive)
+            sample = Sample(time.time(), sum(self._cpu_seen.values()), rss, pss, alive)
             if alive:
                 self.samples.append(sample)
             return sample if alive else None
@@ -105,7 +110,7 @@ class TreeMonitor:
                 after = [s for s in self.samples if s.t >= t1][:1]
                 inside = before + inside + after
         if len(inside) < 2:
-            return WindowStats(t1 - t0, float("nan"), 0.0, 0.0, 0.0, 0.0, 0)
+            return WindowStats(t1 - t0, float("nan"), 0.0, 0.0, 0.0, 0.0, 0.0, 0)
         first, last = inside[0], inside[-1]
         span = max(last.t - first.t, 1e-9)
         cpu = 100.0 * (last.cpu_s - first.cpu_s) / (span * self.cpu_count)
@@ -114,6 +119,7 @@ class TreeMonitor:
             seconds=span,
             cpu_percent_machine=cpu,
             peak_rss_mb=max(rss),
+            peak_pss_mb=max(s.pss_bytes for s in inside) / 2**20,
             mean_rss_mb=sum(rss) / len(rss),
             start_rss_mb=rss[0],
             end_rss_mb=rss[-1],

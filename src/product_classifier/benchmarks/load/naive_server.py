@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    uvicorn.run(create_app(args.checkpoint), host=args.host, port=args.port, log_level="warning")
+    # uvicorn's defaults (access log included): the baseline is the untuned service.
+    uvicorn.run(create_app(args.checkpoint), host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

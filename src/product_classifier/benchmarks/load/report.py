@@ -104,6 +104,13 @@ CHECKS = (
         "batch endpoint: images/s", "img/s", 5000, True, lambda s: _stat(s, "batch", "images_per_s")
     ),
     Check("peak RSS, all processes", "MB", 300, False, lambda s: s["peak_rss_mb"] if s else None),
+    Check(
+        "peak PSS, all processes (shared pages split)",
+        "MB",
+        300,
+        False,
+        lambda s: s.get("peak_pss_mb") if s else None,
+    ),
     Check("soak: RSS growth", "%", 5, False, _soak),
     Check("cold start to /ready (median)", "s", 2, False, _cold),
 )
@@ -153,6 +160,7 @@ _METRICS = (
     ("errors %", "error_rate", False),
     ("CPU % machine", "cpu_percent_machine", False),
     ("peak RSS MB", "peak_rss_mb", False),
+    ("peak PSS MB", "peak_pss_mb", False),
 )
 
 
@@ -347,10 +355,11 @@ def sweep_table(results: Results) -> str:
                 fmt(get("saturation_png", "p95_ms")),
                 fmt(get("saturation_jpeg", "rps")),
                 fmt(entry["peak_rss_mb"]),
+                fmt(entry.get("peak_pss_mb")),
             ]
         )
     header = ["settings", "100 rps mean ms", "100 rps p95 ms", "100 rps CPU %"]
-    header += ["PNG x64 req/s", "PNG x64 p95 ms", "JPEG req/s", "peak RSS MB"]
+    header += ["PNG x64 req/s", "PNG x64 p95 ms", "JPEG req/s", "peak RSS MB", "peak PSS MB"]
     return _table(header, rows) if rows else ""
 
 
@@ -368,7 +377,7 @@ def targets_table(results: Results) -> str:
         rows.append(
             [
                 check.name,
-                f"{op} {fmt(check.limit)} {check.unit}".strip(),
+                f"{op} {check.limit:,g} {check.unit}".strip(),
                 fmt(value),
                 fmt(base_value),
                 ratio(value, base_value),
@@ -427,7 +436,7 @@ def render_markdown(results: Results, soak_png: str | None) -> str:
         "",
         "Latency is client-side (request sent to response read). CPU is the server's whole "
         "process tree as a share of all cores (100% = every core busy); RSS is summed over its "
-        "processes.",
+        "processes (RSS counts shared library pages once per process; PSS splits them).",
         "",
         scenario_table(tuned, base),
         "",

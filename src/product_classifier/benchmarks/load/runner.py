@@ -39,6 +39,7 @@ class TunedSettings:
 
     workers: int | None = None
     intra_op_threads: int | None = None
+    model_concurrency: int | None = None
     max_batch_size: int | None = None
     max_wait_ms: float | None = None
 
@@ -95,6 +96,7 @@ class LoadOptions:
     sweep: bool = True
     sweep_s: float = 10.0
     sample_interval_s: float = 0.5
+    rate_warmup_s: float = 1.0
     smoke: bool = False
 
     @classmethod
@@ -121,6 +123,7 @@ class LoadOptions:
             inference_probe_s=0.3,
             sweep=False,
             sample_interval_s=0.2,
+            rate_warmup_s=0.3,
             smoke=True,
         )
         return replace(base, **overrides)
@@ -135,15 +138,15 @@ def _closed(users: int, seconds: float) -> dict[str, Any]:
     return {"users": users, "seconds": seconds, "warmup_s": min(1.0, 0.2 + users / 100)}
 
 
-def _rate(rps: float, users: int, seconds: float) -> dict[str, Any]:
-    return {"users": users, "seconds": seconds, "rate_per_user": rps / users, "warmup_s": 1.0}
+def _rate(rps: float, users: int, seconds: float, warmup_s: float) -> dict[str, Any]:
+    return {"users": users, "seconds": seconds, "rate_per_user": rps / users, "warmup_s": warmup_s}
 
 
 def steady_scenario(opts: LoadOptions, seconds: float) -> dict[str, Any]:
     return {
         "name": "steady_png",
         "weights": {"png": 1},
-        "steps": [_rate(opts.steady_rps, opts.steady_users, seconds)],
+        "steps": [_rate(opts.steady_rps, opts.steady_users, seconds, opts.rate_warmup_s)],
     }
 
 
@@ -165,7 +168,7 @@ def soak_scenario(opts: LoadOptions, seconds: float) -> dict[str, Any]:
     return {
         "name": "soak_png",
         "weights": {"png": 1},
-        "steps": [_rate(opts.steady_rps, opts.steady_users, seconds)],
+        "steps": [_rate(opts.steady_rps, opts.steady_users, seconds, opts.rate_warmup_s)],
         "bucket_s": opts.soak_bucket_s,
     }
 
@@ -179,7 +182,8 @@ def _service_cmd(port: int, model: Path) -> list[str]:
         [str(script)] if script.exists() else [sys.executable, "-m", "product_classifier.cli.main"]
     )
     args = ["--host", "127.0.0.1", "--port", str(port), "--model", str(model)]
-    return [*base, "serve", *args, "--log-level", "warning"]
+    # The service's own defaults otherwise (log level, JSON access log): what production runs.
+    return [*base, "serve", *args]
 
 
 def _naive_cmd(port: int, checkpoint: Path) -> list[str]:
@@ -309,6 +313,7 @@ class Runner:
             "env": target.env,
             "cold_start_s": cold,
             "peak_rss_mb": overall.peak_rss_mb,
+            "peak_pss_mb": overall.peak_pss_mb,
             "scenarios": scenarios,
         }
 
@@ -365,12 +370,14 @@ class Runner:
         from product_classifier.benchmarks.load import probe
 
         o = self.opts
+        batches = (1, 32) if o.smoke else (1, 8, 32, 64)
         rows = []
         for threads in (1, 2):
-            for batch in (1, 8, 32, 64):
+            for batch in batches:
                 rows.append(probe.measure(o.model, batch, threads, o.inference_probe_s))
         for batch in (1, 32):
-            rows.append(probe.measure_parallel(o.model, batch, 1, o.inference_probe_s, 2))
+            if not o.smoke or batch == 1:
+                rows.append(probe.measure_parallel(o.model, batch, 1, o.inference_probe_s, 2))
         for row in rows:
             self.log(
                 f"  inference batch {row['batch']:>2} x{row.get('processes', 1)} proc "
@@ -390,7 +397,7 @@ class Runner:
         rows = []
         for settings in SWEEP:
             result = self.measure(self.tuned_target(settings, o.model, "sweep"), plan, 1)
-            rows.append({"settings": asdict(settings), "label": settings.label(), **result})
+            rows.append({**result, "settings": asdict(settings), "label": settings.label()})
         return rows
 
     def run(self) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def buckets(
     records: Sequence[Record], t0: float, t1: float, width_s: float
 ) -> list[dict[str, Any]]:
     """Per-interval summaries (for the soak: is latency drifting?)."""
-    out = []
+    out: list[dict[str, Any]] = []
     start = t0
     while start < t1 - 1e-9:
         end = min(start + width_s, t1)

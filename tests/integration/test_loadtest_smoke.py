@@ -1,0 +1,218 @@
+"""The load-test tooling: `product-classifier benchmark load --smoke` end to end, its parsers
+and samplers on real processes, and the batch endpoint's configurable file limit.
+
+No timing is asserted: the smoke run's figures depend on whoever else uses the machine. What is
+checked is that every scenario ran against real servers, got answers without errors, and that
+the report and its numbers are where they should be.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from live_server import REPO_ROOT, LiveServer, png_bytes
+
+from product_classifier.benchmarks.load.hey import parse_summary
+from product_classifier.benchmarks.load.monitor import TreeMonitor
+from product_classifier.benchmarks.load.payloads import (
+    BOUNDARY,
+    build_pool,
+    catalog_jpeg,
+    sample_test_images,
+)
+from product_classifier.benchmarks.load.report import CHECKS, soak_growth
+from product_classifier.benchmarks.load.stats import Record, summarize
+from product_classifier.preprocessing import preprocess_bytes
+
+MODEL = REPO_ROOT / "artifacts" / "model.onnx"
+LOCUST_SCENARIOS = {"steady_png", "ramp_png", "saturation_jpeg", "batch", "mix", "soak_png"}
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    """A small self-describing checkpoint, so the naive baseline runs without runs/release."""
+    import torch
+
+    from product_classifier.models import create_model
+
+    params = {"channels": [4, 8], "hidden": 16}
+    model = create_model("baseline_cnn", **params)
+    torch.save(
+        {
+            "format": 1,
+            "model": {"name": "baseline_cnn", "params": params},
+            "model_state": model.state_dict(),
+        },
+        path,
+    )
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_smoke_run_measures_every_scenario_and_writes_the_report(tmp_path: Path) -> None:
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")
+    docs = tmp_path / "docs" / "performance.md"
+    cmd = [sys.executable, "-m", "product_classifier.cli.main", "benchmark", "load", "--smoke"]
+    cmd += ["--model", str(MODEL), "--baseline-checkpoint", str(checkpoint)]
+    cmd += ["--out-dir", str(tmp_path / "out"), "--docs", str(docs)]
+    cmd += ["--img-dir", str(tmp_path / "docs" / "img")]
+    done = subprocess.run(
+        cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    results = json.loads((tmp_path / "out" / "latest.json").read_text())
+    assert results["smoke"] is True
+    assert len(results["loadavg_start"]) == 3 and len(results["loadavg_end"]) == 3
+    assert {row["batch"] for row in results["inference_only"]} >= {1}
+    assert all(row["images_per_s"] > 0 for row in results["inference_only"])
+
+    for label in ("tuned", "baseline", "http_only"):
+        server = results[label]
+        assert server["cold_start_s"] and all(c > 0 for c in server["cold_start_s"])
+        assert server["peak_rss_mb"] > 10, label  # a Python process with numpy, at least
+        expected = LOCUST_SCENARIOS if label != "http_only" else {"steady_png", "saturation_png"}
+        assert expected <= set(server["scenarios"]), (label, sorted(server["scenarios"]))
+        for name, scenario in server["scenarios"].items():
+            stats = scenario["stats"]
+            assert stats["requests"] > 0, (label, name)
+            # Light load on healthy servers: every request must succeed.
+            assert stats["errors"] == 0, (label, name, stats["status_counts"])
+            assert stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+            assert scenario["resources"]["cpu_percent_machine"] > 0, (label, name)
+            assert scenario["resources"]["peak_rss_mb"] > 10, (label, name)
+
+    tuned = results["tuned"]["scenarios"]
+    assert [s["users"] for s in tuned["ramp_png"]["steps"]] == [1, 8]
+    # The batch scenario counts images, not requests: 8 files per request in smoke mode.
+    batch = tuned["batch"]["stats"]
+    assert batch["images_per_s"] == pytest.approx(8 * batch["rps"])
+    assert "png" in tuned["mix"]["stats"]["by_kind"]
+    soak = tuned["soak_png"]
+    assert soak["rss_series"] and soak["buckets"]
+    assert soak_growth(soak) is not None
+
+    text = docs.read_text()
+    for heading in ("## Targets", "## Where the time goes", "## Scenarios", "## Soak"):
+        assert heading in text
+    for check in CHECKS:
+        assert check.name in text
+    assert "Smoke run" in text
+    plot = tmp_path / "docs" / "img" / "soak-rss.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "img/soak-rss.png" in text
+
+
+def test_payloads_are_real_test_images_that_preprocess_back() -> None:
+    images = sample_test_images(4, seed=1)
+    assert images.shape == (4, 28, 28) and images.dtype == np.uint8
+    pool = build_pool(png_count=2, jpeg_count=1, batch_count=1, batch_files=3)
+    assert len(pool.png) == 2 and len(pool.jpeg) == 1 and len(pool.batch) == 1
+    assert pool.batch[0].count(f"--{BOUNDARY}\r\n".encode()) == 3
+    # The catalog photo is dark on white at 600x600 and canonicalises back to a 28x28 item.
+    jpeg = catalog_jpeg(images[0])
+    import io
+
+    from PIL import Image
+
+    photo = Image.open(io.BytesIO(jpeg))
+    assert photo.size == (600, 600) and photo.mode == "RGB"
+    corner = np.asarray(photo.convert("L"))[:20, :20]
+    assert corner.min() > 240  # white page
+    x = preprocess_bytes(jpeg)
+    assert x.shape == (1, 1, 28, 28) and x.max() > 0.5
+
+
+def test_hey_summary_is_parsed_including_errors() -> None:
+    text = """
+Summary:
+  Total:\t20.0104 secs
+  Slowest:\t0.3097 secs
+  Fastest:\t0.0013 secs
+  Average:\t0.0476 secs
+  Requests/sec:\t1339.2953
+
+Latency distribution:
+  10% in 0.0207 secs
+  50% in 0.0401 secs
+  95% in 0.0876 secs
+  99% in 0.1677 secs
+
+Status code distribution:
+  [200]\t26700 responses
+  [503]\t10 responses
+
+Error distribution:
+  [90]\tPost "http://127.0.0.1:8000/v1/predict": EOF
+"""
+    stats = parse_summary(text)
+    assert stats["rps"] == pytest.approx(1339.2953)
+    assert stats["mean_ms"] == pytest.approx(47.6)
+    assert stats["p50_ms"] == pytest.approx(40.1)
+    assert stats["p95_ms"] == pytest.approx(87.6)
+    assert stats["p99_ms"] == pytest.approx(167.7)
+    assert stats["requests"] == 26800
+    assert stats["errors"] == 100
+    assert stats["status_counts"] == {"200": 26700, "503": 10, "0": 90}
+    assert stats["images_per_s"] == pytest.approx(26700 / 20.0104)
+
+
+def test_summary_percentiles_and_error_rate() -> None:
+    records = [
+        Record(end=float(i), latency_ms=float(i), status=200, kind="png", ok=True, images=1)
+        for i in range(1, 101)
+    ]
+    records.append(Record(end=1.0, latency_ms=1.0, status=503, kind="png", ok=False, images=1))
+    stats = summarize(records, 10.0)
+    assert stats["requests"] == 101 and stats["errors"] == 1
+    assert stats["rps"] == pytest.approx(10.1)
+    assert stats["images_per_s"] == pytest.approx(10.0)
+    assert stats["p50_ms"] == pytest.approx(50.0) and stats["max_ms"] == 100.0
+    assert stats["status_counts"] == {"200": 100, "503": 1}
+
+
+def test_tree_monitor_sums_children_cpu_and_memory(tmp_path: Path) -> None:
+    """A parent that starts a child which allocates ~200 MB and spins: both are counted."""
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import time\\nb = bytearray(200 * 2**20)\\nend = time.time() + 3\\n"
+        "while time.time() < end: pass'])\n"
+        "child.wait()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        monitor = TreeMonitor(proc.pid, interval_s=0.1).start()
+        t0 = time.time()
+        proc.wait(timeout=30)
+        t1 = time.time()
+        monitor.stop()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    window = monitor.window(t0, t1)
+    assert window.processes == 2
+    assert window.peak_rss_mb > 200
+    assert window.cpu_percent_machine > 0
+
+
+def test_batch_file_limit_is_configurable(
+    server_factory: Callable[..., LiveServer], contract_model: Path
+) -> None:
+    live = server_factory(contract_model, {"PRODUCT_CLASSIFIER_MAX_BATCH_FILES": "3"})
+    images = [np.full((28, 28), 40 * i, np.uint8) for i in range(4)]
+    files = [("files", (f"{i}.png", png_bytes(img), "image/png")) for i, img in enumerate(images)]
+    client = live.client()
+    too_many = client.post("/v1/predict/batch", files=files)
+    assert too_many.status_code == 413
+    assert too_many.json()["error"]["code"] == "too_many_files"
+    ok = client.post("/v1/predict/batch", files=files[:3])
+    assert ok.status_code == 200, ok.text
+    assert [r["filename"] for r in ok.json()["results"]] == ["0.png", "1.png", "2.png"]
