@@ -8,7 +8,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 .PHONY: help install install-serve serve test test-fast lint format typecheck data train train-release \
-        evaluate export benchmark loadtest docker-test clean docker-build docker-base audit actionlint
+        search evaluate export benchmark loadtest docker-test clean docker-build docker-base audit actionlint
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,8 +34,12 @@ install: $(VENV)/.dev-stamp  ## Everything: training, serving, tests, lint
 serve: install-serve  ## Start the API on the released model at http://$(HOST):$(PORT)
 	$(BIN)/product-classifier serve --host $(HOST) --port $(PORT)
 
-test: install  ## The whole test suite (what CI runs)
+test: install  ## The whole test suite (what CI runs): tests/ and the notebooks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --nbmake notebooks -q -p no:cacheprovider
+
+test-notebooks: install  ## Execute the notebooks (nbmake)
+	$(BIN)/python -m pytest --nbmake notebooks -q -p no:cacheprovider
 
 test-fast: install  ## Unit tests only
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
@@ -59,6 +63,10 @@ train: install  ## Train the baseline CNN and release it to artifacts/
 train-release: install  ## Train the released model (resumable: rerun to continue)
 	$(BIN)/product-classifier train --config configs/release.yaml --run-dir runs/release --resume --release
 
+search: install  ## Model search (configs/search.yaml; resumable) then docs/experiments.md
+	$(BIN)/product-classifier search run
+	$(BIN)/product-classifier search report
+
 evaluate: install  ## Evaluate artifacts/model.onnx on the 10k test set
 	$(BIN)/product-classifier evaluate --model artifacts/model.onnx --out-dir reports/evaluation
 
@@ -78,12 +86,13 @@ docker-build:  ## Build the serving image ($(IMAGE)) on BASE_IMAGE
 	  --build-arg VERSION=$$(git describe --tags --always 2>/dev/null || echo dev) \
 	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) -t $(IMAGE) .
 
-docker-test: install  ## Build, run and check the image and the Compose stack (starts dockerd as root)
+docker-test: install-serve  ## Build, run and check the image and the Compose stack (starts dockerd as root)
 	PYTHON=$(abspath $(BIN)/python) docker/test.sh
 
-audit: install  ## pip-audit the pinned requirements (serving, then everything)
-	$(BIN)/pip-audit --progress-spinner off -r requirements/serve.txt
-	$(BIN)/pip-audit --progress-spinner off -r requirements/dev.txt
+# --strict: a package that cannot be looked up fails the audit instead of passing silently.
+audit: install  ## pip-audit: serving deps fully resolved, then every pin (needs PyPI's JSON API)
+	$(BIN)/pip-audit --strict --progress-spinner off -r requirements/serve.txt
+	$(BIN)/pip-audit --strict --progress-spinner off --no-deps --disable-pip -r requirements/dev.txt
 
 actionlint: install  ## Check .github/workflows (actionlint if installed, else the workflow schema)
 	@if command -v actionlint >/dev/null || [ -x $(BIN)/actionlint ]; then \

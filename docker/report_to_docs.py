@@ -8,27 +8,50 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 BEGIN, END = "<!-- docker-test:begin -->", "<!-- docker-test:end -->"
 
 
-def render(report: dict) -> str:
+def render(report: dict[str, Any]) -> str:
     cold = ", ".join(f"{s:.2f}" for s in report["cold_start_s"])
+    cpu = ", ".join("n/a" if s is None else f"{s:.2f}" for s in report["cold_start_cpu_s"])
     pred = report["predictions"]
     rows = [
         ("Image", f"`{report['image']}` on `{report['base_image']}`"),
         ("Image size", f"{report['image_size_mb']} MB ({report['image_size_bytes']:,} bytes)"),
-        ("Cold start, `docker run` -> `/ready` 200", f"median {report['cold_start_median_s']:.2f} s (runs: {cold})"),
+        (
+            "Cold start, `docker run` -> `/ready` 200",
+            f"median {report['cold_start_median_s']:.2f} s (runs: {cold}; load average "
+            f"{report['load_average_1m']} on {report['cpus']} CPUs)",
+        ),
+        ("Container CPU time until ready", f"{cpu} s"),
         ("Image build (warm wheelhouse)", f"{report['image_build_s']} s"),
         ("SIGTERM", f"exit {report['sigterm_exit_code']} after {report['sigterm_stop_s']} s"),
-        ("Predictions", f"{pred['images']} test images, accuracy {pred['accuracy']:.3f}, "
-                        f"{pred['host_parity_mismatches']} differences from the host"),
+        (
+            "Predictions",
+            f"{pred['images']} test images, accuracy {pred['accuracy']:.3f}, "
+            f"{pred['host_parity_mismatches']} differences from the host",
+        ),
         ("Logs", f"{report['logs']['log_lines']} lines, all JSON"),
-        ("Prometheus", f"target up, {report['prometheus']['rule_groups']} rule groups, "
-                       f"{report['prometheus']['alertmanagers']} Alertmanager"),
+        (
+            "Prometheus",
+            f"target up, {report['prometheus']['rule_groups']} rule groups, "
+            f"{report['prometheus']['alertmanagers']} Alertmanager",
+        ),
         ("Grafana", report["grafana"]),
         ("Whole `make docker-test`", f"{report['total_s']} s"),
     ]
+    if report.get("train"):
+        tr = report["train"]
+        rows.insert(
+            4,
+            (
+                "`train` target",
+                f"torch {tr['torch']}, {tr['image_size_mb']} MB, built in {tr['build_s']} s, "
+                f"1 epoch on 2% of the data in {tr['one_epoch_2pct_s']} s",
+            ),
+        )
     table = ["| What | Measured |", "| --- | --- |", *(f"| {a} | {b} |" for a, b in rows)]
     return "\n".join([BEGIN, *table, END])
 

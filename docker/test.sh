@@ -16,7 +16,8 @@
 #      BASE_IMAGE (default: the local Debian base, built here; e.g. python:3.11-slim where a
 #      registry is reachable), WHEELS=0 (build from the package index like users do; the CA bundle
 #      in PIP_CERT, if set, goes in as a BuildKit secret), PROMETHEUS_IMAGE / ALERTMANAGER_IMAGE
-#      (default: built here from Debian packages), GRAFANA_IMAGE (used when present locally).
+#      (default: built here from Debian packages), GRAFANA_IMAGE (used when present locally),
+#      TRAIN=1 also builds the `train` target (torch CPU) and trains one short epoch in it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -57,6 +58,8 @@ container_cpu_s() {
     done
     echo null
 }
+# pip download, without the notes this host's pip config prints for every package.
+pip_download() { "$PYTHON" -m pip download -q --only-binary=:all: "$@" 2>&1 | { grep -v 'is ignored' || true; }; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # --- tools and daemon -------------------------------------------------------------------------
@@ -130,8 +133,7 @@ if [[ "$USE_WHEELS" == 1 ]]; then
     if ! "$DOCKER" image inspect "$WHEELS_TAG" >/dev/null 2>&1; then
         if [[ ! -f "$wheeldir/.complete" ]]; then
             rm -rf "$wheeldir"
-            "$PYTHON" -m pip download -q --only-binary=:all: -d "$wheeldir" \
-                -r requirements/serve.txt -c docker/build-constraints.txt setuptools
+            pip_download -d "$wheeldir" -r requirements/serve.txt -c docker/build-constraints.txt setuptools
             touch "$wheeldir/.complete"
         fi
         printf 'FROM scratch\nCOPY *.whl /\n' | "$DOCKER" build -q -t "$WHEELS_TAG" -f- "$wheeldir" >/dev/null
@@ -158,8 +160,48 @@ user=$("$DOCKER" image inspect -f '{{.Config.User}}' "$IMAGE")
     || die "no HEALTHCHECK on /ready"
 ok "USER $user, HEALTHCHECK on /ready"
 
+TRAIN_REPORT=null
+if [[ "${TRAIN:-0}" == 1 ]]; then
+    step "train target: torch (CPU) and one short epoch in a container"
+    TRAIN_EXTRA=()
+    [[ -n "${PIP_CERT:-}" && -s "${PIP_CERT}" ]] && TRAIN_EXTRA+=(--secret "id=pip_cert,src=$PIP_CERT")
+    if [[ "$USE_WHEELS" == 1 ]]; then
+        tkey=$(cat requirements/serve.txt requirements/train.txt docker/build-constraints.txt \
+            | sha256sum | cut -c1-12)
+        twheels="$ROOT/.cache/wheelhouse/train-$tkey"
+        if ! "$DOCKER" image inspect "product-classifier/wheelhouse:train-$tkey" >/dev/null 2>&1; then
+            if [[ ! -f "$twheels/.complete" ]]; then
+                rm -rf "$twheels"
+                pip_download -d "$twheels" -r requirements/train.txt -c docker/build-constraints.txt setuptools
+                touch "$twheels/.complete"
+            fi
+            printf 'FROM scratch\nCOPY *.whl /\n' \
+                | "$DOCKER" build -q -t "product-classifier/wheelhouse:train-$tkey" -f- "$twheels" >/dev/null
+        fi
+        TRAIN_EXTRA+=(--build-arg "WHEELS=product-classifier/wheelhouse:train-$tkey")
+    fi
+    t=$SECONDS
+    "$DOCKER" build --network host --progress plain -f docker/Dockerfile --target train \
+        --build-arg BASE_IMAGE="$BASE_TAG" "${TRAIN_EXTRA[@]}" -t "$IMAGE-train" . \
+        >"$WORK/build-train.log" 2>&1 || { tail -n 40 "$WORK/build-train.log" >&2; die "train build"; }
+    train_build_s=$((SECONDS - t))
+    torch_v=$("$DOCKER" run --rm --network host --entrypoint python "$IMAGE-train" \
+        -c "import torch; print(torch.__version__)")
+    mkdir -p "$WORK/train-runs" && chmod 777 "$WORK/train-runs"
+    t=$SECONDS
+    "$DOCKER" run --rm --network host --read-only --tmpfs /tmp \
+        -v /usr/share/datasets/fashion-mnist:/usr/share/datasets/fashion-mnist:ro \
+        -v "$WORK/train-runs:/app/runs" "$IMAGE-train" train -c configs/baseline.yaml \
+        -s data.subset_fraction=0.02 -s train.epochs=1 --run-dir /app/runs/smoke --no-progress \
+        >"$WORK/train.log" 2>&1 || { tail -n 30 "$WORK/train.log" >&2; die "training in the container"; }
+    [[ -f "$WORK/train-runs/smoke/best.pt" ]] || die "no checkpoint from the container's training"
+    train_mb=$(($("$DOCKER" image inspect -f '{{.Size}}' "$IMAGE-train") / 1000000))
+    TRAIN_REPORT="{\"torch\": \"$torch_v\", \"image_size_mb\": $train_mb, \"build_s\": $train_build_s, \"one_epoch_2pct_s\": $((SECONDS - t))}"
+    ok "torch $torch_v, ${train_mb} MB, built in ${train_build_s} s, trained in $((SECONDS - t)) s"
+fi
+
 # --- the container as production runs it ------------------------------------------------------
-RUN_OPTS=(--network host --read-only --tmpfs /tmp:rw,nosuid,nodev,size=64m --cap-drop ALL
+RUN_OPTS=(--network host --read-only --tmpfs "/tmp:rw,nosuid,nodev,size=64m" --cap-drop ALL
           --security-opt no-new-privileges -e PRODUCT_CLASSIFIER_HOST=127.0.0.1)
 
 step "refuses a model whose sha256 differs from its card"
@@ -313,6 +355,7 @@ report = {
     "logs": $LOGS,
     "prometheus": $PROM,
     "grafana": "$GRAFANA",
+    "train": $TRAIN_REPORT,
     "total_s": $((SECONDS - T0)),
 }
 with open(sys.argv[1], "w") as fh:

@@ -85,7 +85,9 @@ def test_smoke_run_measures_every_scenario_and_writes_the_report(tmp_path: Path)
             assert stats["requests"] > 0, (label, name)
             # Light load on healthy servers: every request must succeed.
             assert stats["errors"] == 0, (label, name, stats["status_counts"])
-            assert stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+            # hey leaves out a percentile line when a short run has too few samples for it.
+            order = [stats[k] for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms") if stats[k]]
+            assert order == sorted(order) and len(order) >= 2, (label, name, stats)
             assert scenario["resources"]["cpu_percent_machine"] > 0, (label, name)
             assert scenario["resources"]["peak_rss_mb"] > 10, (label, name)
 

@@ -229,15 +229,16 @@ def test_release_is_registered_once_and_a_tampered_file_is_refused(
     assert second.version == first.version == "1"
     client = _client(workdir)
     version = client.get_model_version_by_alias("pc-test", "champion")
-    assert version.version == "1" and version.tags["sha256"] == sha256_file(model)
+    assert str(version.version) == "1" and version.tags["sha256"] == sha256_file(model)
     local = mlflow.artifacts.download_artifacts(
         run_id=first.run_id, artifact_path="release", tracking_uri=uri, dst_path=str(tmp_path)
     )
     assert sha256_file(Path(local) / "model.onnx") == sha256_file(model)
     card = json.loads((Path(local) / "model_card.json").read_text())
     assert card["sha256"] == first.sha256
+    source = client.get_model_version_download_uri("pc-test", version.version)
     flavour = mlflow.artifacts.download_artifacts(
-        artifact_uri="models:/pc-test@champion", tracking_uri=uri, dst_path=str(tmp_path / "m")
+        artifact_uri=source, tracking_uri=uri, dst_path=str(tmp_path / "m")
     )
     assert (Path(flavour) / "MLmodel").exists()
 

@@ -33,7 +33,7 @@ from product_classifier.inference.predictor import OnnxPredictor
 from product_classifier.preprocessing import to_model_input
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, FileChooser, Page
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -128,6 +128,25 @@ def drop_file(page: Page, path: Path) -> None:
     )
 
 
+def open_picker_with_keyboard(page: Page) -> FileChooser:
+    """Focus the drop zone and press Enter; the page must open its file picker.
+
+    Retried because Chromium only lets a script open a picker within a few seconds of the key
+    press (transient user activation), which a heavily loaded CI machine can exceed.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    for _ in range(3):
+        page.locator("#drop-zone").focus()
+        try:
+            with page.expect_file_chooser(timeout=10_000) as chooser_info:
+                page.keyboard.press("Enter")
+        except PlaywrightTimeoutError:
+            continue
+        return chooser_info.value
+    raise AssertionError("Enter on the focused drop zone never opened the file picker")
+
+
 def rows(page: Page) -> list[dict[str, str]]:
     return page.eval_on_selector_all(
         "#results-body tr",
@@ -155,6 +174,7 @@ def test_upload_through_the_page_matches_the_api(
     console_errors: list[str] = []
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+    page.on("filechooser", lambda chooser: None)  # intercept pickers from the start
     try:
         page.goto(live.base_url + "/")
         page.wait_for_selector("#service-status[data-state='ready']")
@@ -170,10 +190,7 @@ def test_upload_through_the_page_matches_the_api(
 
         # Keyboard: focus the drop zone, press Enter, pick every photo but the last one.
         by_keyboard, dropped = names[:-1], names[-1]
-        zone.focus()
-        with page.expect_file_chooser() as chooser_info:
-            page.keyboard.press("Enter")
-        chooser = chooser_info.value
+        chooser = open_picker_with_keyboard(page)
         assert chooser.is_multiple()
         chooser.set_files([str(photos[n]) for n in by_keyboard])
         drop_file(page, photos[dropped])

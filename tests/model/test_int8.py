@@ -170,3 +170,58 @@ def test_record_variant_leaves_the_rest_of_the_card_alone(tmp_path: Path) -> Non
     updated = json.loads(card.read_text())
     assert updated.pop("variants") == {"int8": {"file": "m.int8.onnx", "sha256": "b" * 64}}
     assert updated == original
+
+
+# -- the service serves INT8 by default ---------------------------------------------------------
+
+
+@pytest.fixture
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("PRODUCT_CLASSIFIER_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.mark.usefixtures("_no_env")
+def test_service_defaults_to_the_int8_variant(monkeypatch: pytest.MonkeyPatch) -> None:
+    from product_classifier.serving.settings import load_settings
+
+    default = load_settings()
+    assert default.model_variant == "int8"
+    assert default.model_path == Path("artifacts/model.int8.onnx")
+    assert default.card_path == Path("artifacts/model_card.json")  # one card for both files
+    assert load_settings(model_variant="fp32").model_path == Path("artifacts/model.onnx")
+    monkeypatch.setenv("PRODUCT_CLASSIFIER_MODEL_VARIANT", "fp32")
+    assert load_settings().model_path == Path("artifacts/model.onnx")
+    # An explicit path always wins over the variant.
+    explicit = load_settings(model_path=Path("/models/m.onnx"), model_variant="int8")
+    assert explicit.model_path == Path("/models/m.onnx")
+    assert explicit.card_path == Path("/models/model_card.json")
+
+
+@pytest.mark.usefixtures("_no_env")
+def test_unknown_variant_is_refused() -> None:
+    from product_classifier.serving.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="MODEL_VARIANT"):
+        load_settings(model_variant="fp16")
+
+
+def test_variant_file_with_a_wrong_hash_is_refused(tmp_path: Path) -> None:
+    from product_classifier.inference.errors import ModelLoadError
+
+    fp32 = build_contract_model(tmp_path / "model.onnx", seed=1, model_version="v1")
+    int8 = build_contract_model(tmp_path / "model.int8.onnx", seed=2, model_version="v1+int8")
+    card = tmp_path / "model_card.json"
+    card.write_text(json.dumps({"file": fp32.name, "sha256": sha256_file(fp32)}))
+    # Not in the card's variants yet: the top-level (FP32) hash does not match -> refused.
+    with pytest.raises(ModelLoadError, match="sha256"):
+        load_verified_model(int8, card)
+    record_variant(card, "int8", {"file": int8.name, "sha256": "0" * 64})
+    with pytest.raises(ModelLoadError, match="sha256"):
+        load_verified_model(int8, card)
+    record_variant(card, "int8", {"file": int8.name, "sha256": sha256_file(int8)})
+    assert load_verified_model(int8, card).sha256 == sha256_file(int8)
+    assert load_verified_model(fp32, card).sha256 == sha256_file(fp32)

@@ -170,3 +170,27 @@ def test_a_failing_call_does_not_block_the_other_slot() -> None:
 def test_concurrency_must_be_positive(concurrency: int) -> None:
     with pytest.raises(ValueError, match="concurrency"):
         MicroBatcher(lambda x: x, concurrency=concurrency)
+
+
+@pytest.mark.parametrize(
+    ("cores", "overrides", "expected"),
+    [
+        (2, {}, 2),  # one worker, one thread per call: a model call per core
+        (2, {"workers": 2}, 1),
+        (8, {"workers": 2}, 4),
+        (4, {"intra_op_threads": 2}, 2),
+        (4, {"intra_op_threads": 0}, 1),  # onnxruntime already uses every core
+        (1, {"workers": 4}, 1),  # never below one
+        (2, {"model_concurrency": 3}, 3),  # explicit wins
+    ],
+)
+def test_auto_model_concurrency_shares_the_cores(
+    monkeypatch: pytest.MonkeyPatch, cores: int, overrides: dict[str, int], expected: int
+) -> None:
+    from product_classifier.serving import settings as settings_mod
+
+    monkeypatch.setattr(settings_mod.os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    for key in list(settings_mod.os.environ):
+        if key.startswith(settings_mod.ENV_PREFIX):
+            monkeypatch.delenv(key)
+    assert settings_mod.load_settings(**overrides).batch_concurrency == expected

@@ -41,10 +41,13 @@ TARGET_INT8_P50_MS = 1.0
 class BenchmarkConfig:
     threads: tuple[int, ...] = (1, 2)
     batch_sizes: tuple[int, ...] = (1, 32, 256)
-    latency_iters: int = 300
+    latency_iters: int = 200
     warmup_iters: int = 20
-    throughput_images: int = 512
-    throughput_min_iters: int = 3
+    throughput_images: int = 256
+    throughput_min_iters: int = 2
+    # Time cap per measurement (latency loop, each batch size): bounds a cell's duration when
+    # other jobs slow the machine down; fewer calls are then recorded (see "iters").
+    max_s: float = 3.0
     repeats: int = 3
     smoke: bool = False
     worker_timeout_s: float = 300.0
@@ -59,6 +62,7 @@ class BenchmarkConfig:
             warmup_iters=1,
             throughput_images=8,
             throughput_min_iters=1,
+            max_s=0.5,
             repeats=1,
             smoke=True,
             worker_timeout_s=120.0,
@@ -89,6 +93,7 @@ class Cell:
             "warmup_iters": config.warmup_iters,
             "throughput_images": config.throughput_images,
             "throughput_min_iters": config.throughput_min_iters,
+            "max_s": config.max_s,
             **self.options,
         }
 
@@ -228,14 +233,25 @@ def _targets(runtimes: list[dict[str, Any]], config: BenchmarkConfig) -> list[st
             i_c["throughput"][str(bs)]["images_per_s"] / f_c["throughput"][str(bs)]["images_per_s"]
             for bs in config.batch_sizes
         ]
-        worst = min(speedups)
-        lines.append(
-            f"INT8 no worse than FP32 at {threads} thread(s): speed-up batch-1 p50 "
-            f"x{speedups[0]:.2f}, throughput "
-            + ", ".join(
-                f"@{bs} x{s:.2f}" for bs, s in zip(config.batch_sizes, speedups[1:], strict=True)
+        # The same in CPU time: insensitive to how often other jobs preempted each cell.
+        cpu_speedups = [
+            f_c["latency_batch1"]["cpu_p50_ms"] / i_c["latency_batch1"]["cpu_p50_ms"]
+        ] + [
+            i_c["throughput"][str(bs)]["images_per_cpu_s"]
+            / f_c["throughput"][str(bs)]["images_per_cpu_s"]
+            for bs in config.batch_sizes
+        ]
+        worst = min(speedups + cpu_speedups)
+
+        def fmt(values: list[float]) -> str:
+            return f"batch-1 p50 x{values[0]:.2f}, throughput " + ", ".join(
+                f"@{bs} x{v:.2f}" for bs, v in zip(config.batch_sizes, values[1:], strict=True)
             )
-            + f" -> {'met' if worst >= 1.0 else 'NOT met'}"
+
+        lines.append(
+            f"INT8 no worse than FP32 at {threads} thread(s): speed-up in wall time "
+            f"{fmt(speedups)}; in CPU time {fmt(cpu_speedups)} "
+            f"-> {'met' if worst >= 1.0 else 'NOT met'}"
         )
     return lines
 

@@ -9,7 +9,6 @@ the processes that measure onnxruntime (and the reverse). The ONNX cells go thro
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import sys
@@ -108,16 +107,25 @@ def _import_runtime(kind: str, threads: int) -> str:
     return str(onnxruntime.__version__)
 
 
-def _latency(run: Callable[[np.ndarray], Any], iters: int, warmup: int) -> dict[str, float]:
+def _latency(
+    run: Callable[[np.ndarray], Any], iters: int, warmup: int, max_s: float
+) -> dict[str, float]:
+    """Up to ``iters`` timed calls; stops early after ``max_s`` (keeping at least 10 calls)."""
     x = _inputs(1)
     for _ in range(warmup):
         run(x)
     times: list[float] = []
+    cpu_times: list[float] = []
     cpu0 = _cpu_s()
-    for _ in range(iters):
+    deadline = time.perf_counter() + max_s
+    for i in range(iters):
+        if i >= 10 and time.perf_counter() > deadline:
+            break
+        c0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         run(x)
         times.append((time.perf_counter_ns() - t0) / 1e6)
+        cpu_times.append((time.process_time_ns() - c0) / 1e6)
     cpu = _cpu_s() - cpu0
     return {
         "p50_ms": percentile(times, 50),
@@ -125,26 +133,34 @@ def _latency(run: Callable[[np.ndarray], Any], iters: int, warmup: int) -> dict[
         "p99_ms": percentile(times, 99),
         "mean_ms": float(np.mean(times)),
         "min_ms": float(np.min(times)),
-        "iters": iters,
+        # CPU time of the whole process per call: what a call costs on an idle machine,
+        # independent of how often other jobs preempted us.
+        "cpu_p50_ms": percentile(cpu_times, 50),
+        "iters": len(times),
         # CPU time per call over wall time: > 1 means helper threads (or spinning) burn cores.
         "cpu_per_wall": cpu / (sum(times) / 1e3) if times else float("nan"),
     }
 
 
 def _throughput(
-    run: Callable[[np.ndarray], Any], batch: int, min_images: int, min_iters: int
+    run: Callable[[np.ndarray], Any], batch: int, min_images: int, min_iters: int, max_s: float
 ) -> dict[str, float]:
+    """Calls until ``min_images`` and ``min_iters`` are reached, or ``max_s`` has passed."""
     x = _inputs(batch, seed=batch)
     run(x)  # warm-up: first call of a new shape allocates
-    iters = max(min_iters, math.ceil(min_images / batch))
+    iters = 0
     cpu0 = _cpu_s()
     t0 = time.perf_counter()
-    for _ in range(iters):
+    while True:
         run(x)
-    wall = time.perf_counter() - t0
+        iters += 1
+        wall = time.perf_counter() - t0
+        if wall >= max_s or (iters >= min_iters and iters * batch >= min_images):
+            break
     cpu = _cpu_s() - cpu0
     return {
         "images_per_s": batch * iters / wall,
+        "images_per_cpu_s": batch * iters / cpu if cpu > 0 else float("nan"),
         "batch_ms": wall / iters * 1e3,
         "iters": iters,
         "cpu_per_wall": cpu / wall,
@@ -163,9 +179,11 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     run, info = (_load_torch if spec["kind"] == "torch" else _load_onnx)(spec)
     load_s = time.perf_counter() - t0
     rss_loaded = _rss_mib()
-    latency = _latency(run, spec["latency_iters"], spec["warmup_iters"])
+    latency = _latency(run, spec["latency_iters"], spec["warmup_iters"], spec["max_s"])
     throughput = {
-        str(bs): _throughput(run, bs, spec["throughput_images"], spec["throughput_min_iters"])
+        str(bs): _throughput(
+            run, bs, spec["throughput_images"], spec["throughput_min_iters"], spec["max_s"]
+        )
         for bs in spec["batch_sizes"]
     }
     return {

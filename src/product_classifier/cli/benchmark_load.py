@@ -35,10 +35,13 @@ def load(
         bool | None,
         typer.Option("--sweep/--no-sweep", help="Try worker/thread/batch settings first."),
     ] = None,
+    sweep_s: Annotated[float | None, typer.Option(help="Each sweep scenario's duration.")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Where the JSON goes.")] = None,
     docs: Annotated[Path | None, typer.Option(help="The Markdown report.")] = None,
     img_dir: Annotated[Path | None, typer.Option(help="Where the soak plot goes.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Service workers (default: its own).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Service workers (default: the tuned settings).")
+    ] = None,
     intra_op_threads: Annotated[int | None, typer.Option(help="onnxruntime threads.")] = None,
     model_concurrency: Annotated[
         int | None, typer.Option(help="Model calls at once per worker.")
@@ -59,13 +62,14 @@ def load(
 ) -> None:
     """Load-test the API (Locust + hey) against a naive baseline; write the report."""
     from product_classifier.benchmarks.load.report import write_outputs
-    from product_classifier.benchmarks.load.runner import LoadOptions, Runner, TunedSettings
+    from product_classifier.benchmarks.load.runner import LoadOptions, Runner
 
     opts = LoadOptions.smoke_preset() if smoke else LoadOptions()
     overrides: dict[str, Any] = {
         "model": model,
         "baseline_checkpoint": baseline_checkpoint,
         "sweep": sweep,
+        "sweep_s": sweep_s,
         "out_dir": out_dir,
         "docs": docs,
         "img_dir": img_dir,
@@ -80,13 +84,18 @@ def load(
         "cold_start_runs": cold_start_runs,
     }
     opts = replace(opts, **{k: v for k, v in overrides.items() if v is not None})
+    tuned: dict[str, Any] = {
+        "workers": workers,
+        "intra_op_threads": intra_op_threads,
+        "model_concurrency": model_concurrency,
+        "max_batch_size": max_batch_size,
+        "max_wait_ms": max_wait_ms,
+    }
     opts = replace(
         opts,
         http_only=http_only,
         baseline_checkpoint=opts.baseline_checkpoint if baseline else None,
-        settings=TunedSettings(
-            workers, intra_op_threads, model_concurrency, max_batch_size, max_wait_ms
-        ),
+        settings=replace(opts.settings, **{k: v for k, v in tuned.items() if v is not None}),
     )
     if not opts.model.is_file():
         typer.secho(f"error: model not found: {opts.model}", err=True, fg=typer.colors.RED)

@@ -19,6 +19,9 @@ data_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
+    from product_classifier.cli import import_folder
+
+    import_folder.register(data_app)
     app.add_typer(data_app, name="data")
 
 

@@ -69,7 +69,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
         queue_size=settings.queue_size,
-        concurrency=settings.model_concurrency,
+        concurrency=settings.batch_concurrency,
     )
     executor = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
     await batcher.start()

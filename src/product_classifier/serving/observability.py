@@ -168,7 +168,7 @@ class Observer:
         paths, mounts = set(), []
         for route, path in self._all_routes():
             if isinstance(route, Mount) and path is not None:
-                mounts.append(route.path or "/")
+                mounts.append(path or "/")
             elif isinstance(path, str) and "{" not in path:
                 paths.add(path)
         self._mounts = tuple(sorted(mounts, key=len, reverse=True))

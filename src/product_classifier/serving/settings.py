@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -98,11 +99,12 @@ class ServeSettings(BaseSettings):
         2.0, ge=0.0, le=1000.0, description="How long a lone request waits for company."
     )
     model_concurrency: int = Field(
-        1,
-        ge=1,
+        0,
+        ge=0,
         le=64,
-        description="Micro-batches run through the model at once, one thread each (with "
-        "intra_op_threads=1: cores used for inference by one worker).",
+        description="Micro-batches run through the model at once per worker, one thread each. "
+        "0: auto, the cores this process may use divided by workers x intra_op_threads "
+        "(docs/performance.md: on 2 cores, 1 worker x 2 beats 2 workers on memory).",
     )
     queue_size: int = Field(1024, ge=1, description="Queued images before answering 503.")
     retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 503 responses.")
@@ -186,6 +188,16 @@ class ServeSettings(BaseSettings):
         if self.model_card_path is None:
             self.model_card_path = self.model_path.with_name("model_card.json")
         return self
+
+    @property
+    def batch_concurrency(self) -> int:
+        """``model_concurrency`` with 0 resolved: one model call per core left to each worker."""
+        if self.model_concurrency:
+            return self.model_concurrency
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        cores = cores or os.cpu_count() or 1
+        per_call = self.intra_op_threads or cores  # 0: onnxruntime takes every core
+        return max(1, cores // (self.workers * per_call))
 
     @property
     def card_path(self) -> Path:

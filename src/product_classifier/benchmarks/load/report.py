@@ -286,12 +286,15 @@ def _best(rows: list[dict[str, Any]], pred: Callable[[dict[str, Any]], bool]) ->
 
 
 def bottleneck_text(results: Results) -> str:
-    inference = results.get("inference_only", [])
+    all_rows = results.get("inference_only", [])
     tuned, http = results.get("tuned"), results.get("http_only")
+    main_model = tuned.get("model") if tuned else None
+    inference = [r for r in all_rows if r.get("model", main_model) == main_model]
     lines = []
-    if inference:
+    if all_rows:
         table_rows = [
             [
+                Path(r.get("model", "")).name,
                 str(r["batch"]),
                 str(r.get("processes", 1)),
                 str(r["threads"]),
@@ -299,10 +302,10 @@ def bottleneck_text(results: Results) -> str:
                 fmt(r["ms_per_call"]),
                 fmt(r["cpu_ms_per_image"]),
             ]
-            for r in inference
+            for r in all_rows
         ]
-        header = ["batch", "processes", "threads each", "images/s", "ms per call", "CPU ms/image"]
-        lines += [_table(header, table_rows), ""]
+        header = ["model", "batch", "processes", "threads each", "images/s", "ms per call"]
+        lines += [_table([*header, "CPU ms/image"], table_rows), ""]
     single = _best(inference, lambda r: r["batch"] == 1 and r.get("processes", 1) == 1)
     ceiling = _best(inference, lambda r: True)
     png_scenario, _ = _png_saturation(http)
@@ -310,7 +313,8 @@ def bottleneck_text(results: Results) -> str:
     tuned_rps = _stat(tuned, _png_saturation(tuned)[0], "rps")
     if ceiling and http_rps:
         lines.append(
-            f"* **Model ceiling**: onnxruntime alone, on pre-made tensors, peaks at "
+            f"* **Model ceiling** ({Path(main_model or '').name}): onnxruntime alone, on "
+            f"pre-made tensors, peaks at "
             f"**{fmt(ceiling['images_per_s'])} images/s** on this machine (batch "
             f"{ceiling['batch']}, {ceiling.get('processes', 1)} process(es)); one image at a time "
             f"costs {fmt(single.get('cpu_ms_per_image'))} CPU-ms. **HTTP ceiling**: the same "
@@ -335,6 +339,41 @@ def bottleneck_text(results: Results) -> str:
     return "\n".join(lines)
 
 
+def extra_models_table(results: Results) -> str:
+    """Other models (e.g. FP32 next to INT8) on the same tuned service, short plan."""
+    base = results.get("baseline")
+    columns = (
+        ("100 req/s mean ms", "steady_png", "mean_ms"),
+        ("100 req/s p95 ms", "steady_png", "p95_ms"),
+        ("100 req/s CPU %", "steady_png", "cpu_percent_machine"),
+        ("PNG x64 req/s", "hey_png", "rps"),
+        ("PNG x64 p95 ms", "hey_png", "p95_ms"),
+        ("JPEG req/s", "saturation_jpeg", "rps"),
+        ("batch img/s", "batch", "images_per_s"),
+    )
+    rows = []
+    servers = [results.get("tuned"), *results.get("extra_models", [])]
+    for server in servers:
+        if not server:
+            continue
+        name = Path(server.get("model", "")).name
+        values = [_stat(server, sc, key) for _, sc, key in columns]
+        rows.append([name, *[fmt(v) for v in values], fmt(server["peak_rss_mb"])])
+        rows.append(
+            [
+                "× base",
+                *[
+                    ratio(v, _stat(base, sc, key))
+                    for v, (_, sc, key) in zip(values, columns, strict=True)
+                ],
+                ratio(server["peak_rss_mb"], base["peak_rss_mb"] if base else None),
+            ]
+        )
+    return (
+        _table(["model", *[c[0] for c in columns], "peak RSS MB"], rows) if len(servers) > 1 else ""
+    )
+
+
 def sweep_table(results: Results) -> str:
     rows = []
     for entry in results.get("sweep", []):
@@ -351,15 +390,15 @@ def sweep_table(results: Results) -> str:
                 fmt(get("steady_png", "mean_ms")),
                 fmt(get("steady_png", "p95_ms")),
                 fmt(sc.get("steady_png", {}).get("resources", {}).get("cpu_percent_machine")),
-                fmt(get("saturation_png", "rps")),
-                fmt(get("saturation_png", "p95_ms")),
+                fmt(get("hey_png", "rps")),
+                fmt(get("hey_png", "p95_ms")),
                 fmt(get("saturation_jpeg", "rps")),
                 fmt(entry["peak_rss_mb"]),
                 fmt(entry.get("peak_pss_mb")),
             ]
         )
     header = ["settings", "100 rps mean ms", "100 rps p95 ms", "100 rps CPU %"]
-    header += ["PNG x64 req/s", "PNG x64 p95 ms", "JPEG req/s", "peak RSS MB", "peak PSS MB"]
+    header += ["PNG x64 req/s (hey)", "PNG x64 p95 ms", "JPEG req/s", "peak RSS MB", "peak PSS MB"]
     return _table(header, rows) if rows else ""
 
 
@@ -489,13 +528,25 @@ def render_markdown(results: Results, soak_png: str | None) -> str:
         _table(["server", "runs (s)", "median (s)"], cold_rows),
         "",
     ]
+    extra = extra_models_table(results)
+    if extra:
+        out += [
+            "## Other models on the same service",
+            "",
+            "The tuned settings with another model file (shorter plan: constant rate "
+            f"{fmt(min(o['steady_s'], 30.0))} s, hey, JPEG and batch).",
+            "",
+            extra,
+            "",
+        ]
     sweep = sweep_table(results)
     if sweep:
         out += [
             "## Choosing workers, threads and batching",
             "",
             "Each row is the real model behind `product-classifier serve` with those settings "
-            f"({fmt(o['sweep_s'])} s per scenario; PNG x64 = 64 closed-loop Locust users).",
+            f"({fmt(o['sweep_s'])} s per scenario; PNG x64 = hey with 64 connections; JPEG = "
+            f"{o['jpeg_users']} closed-loop Locust users).",
             "",
             sweep,
             "",

@@ -55,26 +55,45 @@ class TunedSettings:
         return ", ".join(parts) or "defaults"
 
 
-# Configurations tried by the sweep: processes x onnxruntime threads, then batching.
+# Configurations tried by the sweep (docs/performance.md explains the pick): processes vs
+# onnxruntime threads vs concurrent model calls in one process, then batch size and wait.
 SWEEP: tuple[TunedSettings, ...] = (
-    TunedSettings(workers=1, intra_op_threads=1, max_batch_size=32),
-    TunedSettings(workers=1, intra_op_threads=2, max_batch_size=32),
-    TunedSettings(workers=2, intra_op_threads=1, max_batch_size=32),
-    TunedSettings(workers=2, intra_op_threads=1, max_batch_size=8),
-    TunedSettings(workers=2, intra_op_threads=1, max_batch_size=16),
-    TunedSettings(workers=2, intra_op_threads=1, max_batch_size=64),
-    TunedSettings(workers=2, intra_op_threads=1, max_batch_size=32, max_wait_ms=5.0),
+    TunedSettings(workers=1, intra_op_threads=1, model_concurrency=1, max_batch_size=16),
+    TunedSettings(workers=1, intra_op_threads=2, model_concurrency=1, max_batch_size=16),
+    TunedSettings(workers=2, intra_op_threads=1, model_concurrency=1, max_batch_size=16),
+    TunedSettings(workers=1, intra_op_threads=1, model_concurrency=2, max_batch_size=16),
+    TunedSettings(workers=1, model_concurrency=2, max_batch_size=8),
+    TunedSettings(workers=1, model_concurrency=2, max_batch_size=32),
+    TunedSettings(workers=1, model_concurrency=2, max_batch_size=64),
+    TunedSettings(workers=1, model_concurrency=2, max_batch_size=16, max_wait_ms=0.0),
+    TunedSettings(workers=1, model_concurrency=2, max_batch_size=16, max_wait_ms=2.0),
 )
+
+# What the tuned run uses on top of the service's defaults (chosen with the sweep; see the
+# "Choosing" section of docs/performance.md): one worker whose model_concurrency (auto: one
+# model call per core) keeps both cores busy, micro-batches of at most 16 (the INT8 model gains
+# nothing per image beyond that, and a 64-image call holds up everyone behind it) and a 1 ms
+# wait (a lone request barely waits; a burst still forms a batch).
+TUNED = TunedSettings(max_batch_size=16, max_wait_ms=1.0)
+
+
+def service_default_model() -> Path:
+    """The model ``product-classifier serve`` would load (its settings' default)."""
+    from product_classifier.serving.settings import ServeSettings
+
+    return Path(ServeSettings().model_path)
 
 
 @dataclass
 class LoadOptions:
-    model: Path = Path("artifacts/model.onnx")
+    model: Path = field(default_factory=service_default_model)
+    # Other models measured with a short plan (e.g. FP32 next to the default INT8).
+    extra_models: tuple[Path, ...] = (Path("artifacts/model.onnx"),)
     baseline_checkpoint: Path | None = Path("runs/release/best.pt")
     out_dir: Path = Path("reports/performance")
     docs: Path | None = Path("docs/performance.md")
     img_dir: Path = Path("docs/img")
-    settings: TunedSettings = field(default_factory=TunedSettings)
+    settings: TunedSettings = field(default_factory=lambda: TUNED)
     steady_rps: float = 100.0
     steady_users: int = 50
     steady_s: float = 60.0
@@ -121,6 +140,7 @@ class LoadOptions:
             soak_bucket_s=1.0,
             cold_start_runs=1,
             inference_probe_s=0.3,
+            extra_models=(),
             sweep=False,
             sample_interval_s=0.2,
             rate_warmup_s=0.3,
@@ -204,6 +224,7 @@ class Target:
     description: str
     command: Callable[[int], list[str]]
     env: dict[str, str]
+    model: str = ""
 
 
 class Runner:
@@ -251,7 +272,7 @@ class Runner:
         results: list[dict[str, Any]] = json.loads(out_path.read_text())["scenarios"]
         return results
 
-    def hey(self, host: str, seconds: float) -> dict[str, Any] | None:
+    def hey(self, host: str, seconds: float | None = None) -> dict[str, Any] | None:
         if hey_mod.hey_path() is None:
             self.log("  hey not installed (apt-get install -y hey): skipping the hey run")
             return None
@@ -262,7 +283,7 @@ class Runner:
             f"{host}/v1/predict",
             body,
             CONTENT_TYPE,
-            seconds=seconds,
+            seconds=seconds if seconds is not None else self.opts.hey_s,
             connections=self.opts.hey_connections,
         )
 
@@ -277,7 +298,11 @@ class Runner:
     # -- one server, many scenarios ---------------------------------------------------------
 
     def measure(
-        self, target: Target, plan: list[list[dict[str, Any]] | str], cold_runs: int
+        self,
+        target: Target,
+        plan: list[list[dict[str, Any]] | str],
+        cold_runs: int,
+        hey_s: float | None = None,
     ) -> dict[str, Any]:
         """``plan``: lists of Locust scenarios, or ``"hey"``, in order."""
         self.log(f"[{target.label}] {target.description}")
@@ -288,7 +313,7 @@ class Runner:
         try:
             for item in plan:
                 if item == "hey":
-                    result = self.hey(server.base_url, self.opts.hey_s)
+                    result = self.hey(server.base_url, hey_s)
                     if result is not None:
                         scenarios["hey_png"] = self._attach(result, monitor)
                         self._log_stats("hey_png", result)
@@ -309,6 +334,7 @@ class Runner:
             soak["rss_series"] = monitor.series(soak["t0"], soak["t1"])
         return {
             "label": target.label,
+            "model": target.model,
             "description": target.description,
             "env": target.env,
             "cold_start_s": cold,
@@ -345,6 +371,17 @@ class Runner:
             ],
         ]
 
+    def extra_plan(self) -> list[list[dict[str, Any]] | str]:
+        o = self.opts
+        return [
+            [steady_scenario(o, min(o.steady_s, 30.0))],
+            "hey",
+            [
+                saturation_scenario("saturation_jpeg", {"jpeg": 1}, o.jpeg_users, o.saturation_s),
+                saturation_scenario("batch", {"batch": 1}, o.batch_users, o.saturation_s),
+            ],
+        ]
+
     def http_only_plan(self) -> list[list[dict[str, Any]] | str]:
         o = self.opts
         last = max(o.ramp_users)
@@ -362,41 +399,44 @@ class Runner:
             f"product-classifier serve, {model} ({settings.label()})",
             lambda port: _service_cmd(port, model),
             settings.env(),
+            str(model),
         )
 
     # -- the whole run ------------------------------------------------------------------------
 
-    def inference_only(self) -> list[dict[str, Any]]:
+    def inference_only(self, model: Path) -> list[dict[str, Any]]:
         from product_classifier.benchmarks.load import probe
 
         o = self.opts
-        batches = (1, 32) if o.smoke else (1, 8, 32, 64)
+        batches = (1, 16) if o.smoke else (1, 8, 16, 32, 64)
         rows = []
         for threads in (1, 2):
             for batch in batches:
-                rows.append(probe.measure(o.model, batch, threads, o.inference_probe_s))
-        for batch in (1, 32):
+                rows.append(probe.measure(model, batch, threads, o.inference_probe_s))
+        for batch in (1, 16):
             if not o.smoke or batch == 1:
-                rows.append(probe.measure_parallel(o.model, batch, 1, o.inference_probe_s, 2))
+                rows.append(probe.measure_parallel(model, batch, 1, o.inference_probe_s, 2))
         for row in rows:
+            row["model"] = str(model)
             self.log(
-                f"  inference batch {row['batch']:>2} x{row.get('processes', 1)} proc "
-                f"{row['threads']} thr: {row['images_per_s']:7.0f} img/s"
+                f"  {model.name}: batch {row['batch']:>2} x{row.get('processes', 1)} proc "
+                f"{row['threads']} thr: {row['images_per_s']:7.0f} img/s, "
+                f"{row['cpu_ms_per_image']:.2f} CPU-ms/img"
             )
         return rows
 
     def run_sweep(self) -> list[dict[str, Any]]:
         o = self.opts
+        # hey for the 64-connection PNG figure: Locust itself would eat a core at that rate.
         plan: list[list[dict[str, Any]] | str] = [
-            [
-                steady_scenario(o, o.sweep_s),
-                saturation_scenario("saturation_png", {"png": 1}, 64, o.sweep_s),
-                saturation_scenario("saturation_jpeg", {"jpeg": 1}, o.jpeg_users, o.sweep_s),
-            ]
+            [steady_scenario(o, o.sweep_s)],
+            "hey",
+            [saturation_scenario("saturation_jpeg", {"jpeg": 1}, o.jpeg_users, o.sweep_s)],
         ]
         rows = []
         for settings in SWEEP:
-            result = self.measure(self.tuned_target(settings, o.model, "sweep"), plan, 1)
+            target = self.tuned_target(settings, o.model, "sweep")
+            result = self.measure(target, plan, 1, hey_s=o.sweep_s)
             rows.append({**result, "settings": asdict(settings), "label": settings.label()})
         return rows
 
@@ -413,7 +453,10 @@ class Runner:
         }
         self.log(f"load average at start: {load_start}")
         self.log("[inference only]")
-        results["inference_only"] = self.inference_only()
+        results["inference_only"] = self.inference_only(o.model)
+        extras = [m for m in o.extra_models if m.is_file() and m.resolve() != o.model.resolve()]
+        for model in extras:
+            results["inference_only"] += self.inference_only(model)
         if o.sweep:
             results["sweep"] = self.run_sweep()
         results["tuned"] = self.measure(
@@ -421,6 +464,10 @@ class Runner:
             self.full_plan(o.soak_s),
             o.cold_start_runs,
         )
+        results["extra_models"] = [
+            self.measure(self.tuned_target(o.settings, m, "extra"), self.extra_plan(), 1)
+            for m in extras
+        ]
         if o.http_only:
             trivial = self._trivial_model()
             results["http_only"] = self.measure(
