@@ -8,7 +8,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 .PHONY: help install install-serve serve test test-fast lint format typecheck data train train-release \
-        search evaluate export benchmark loadtest docker-test clean docker-build docker-base audit actionlint
+        search evaluate export quantize benchmark loadtest test-notebooks docker-test clean docker-build docker-base audit actionlint
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -57,11 +57,23 @@ format: install  ## Apply ruff's formatting and safe fixes
 data: install-serve  ## Find or download Fashion-MNIST and verify its checksums
 	$(BIN)/product-classifier data fetch
 
-train: install  ## Train the baseline CNN and release it to artifacts/
-	$(BIN)/product-classifier train --config configs/baseline.yaml --release
+train: install  ## Train the baseline CNN (~12 min on 2 cores) and evaluate it -> reports/baseline
+	$(BIN)/product-classifier train --config configs/baseline.yaml --run-dir runs/baseline
+	$(BIN)/product-classifier evaluate --model runs/baseline/best.pt --out-dir reports/baseline
 
-train-release: install  ## Train the released model (resumable: rerun to continue)
+# The release: train (resumable: rerun to continue), export FP32 + card, quantise to INT8 (the
+# quantiser refuses a file that misses the quality bars), render docs/model_card.md.
+train-release: install  ## Train, export and quantise the released model into artifacts/
 	$(BIN)/product-classifier train --config configs/release.yaml --run-dir runs/release --resume --release
+	$(BIN)/product-classifier quantize
+	$(BIN)/python scripts/render_model_card.py
+
+quantize: install  ## artifacts/model.onnx -> artifacts/model.int8.onnx (static PTQ, QDQ)
+	$(BIN)/product-classifier quantize
+	$(BIN)/python scripts/render_model_card.py
+
+benchmark: install  ## PyTorch vs ONNX FP32 vs INT8 -> docs/benchmarks.md
+	$(BIN)/product-classifier benchmark inference
 
 search: install  ## Model search (configs/search.yaml; resumable) then docs/experiments.md
 	$(BIN)/product-classifier search run
@@ -70,8 +82,11 @@ search: install  ## Model search (configs/search.yaml; resumable) then docs/expe
 evaluate: install  ## Evaluate artifacts/model.onnx on the 10k test set
 	$(BIN)/product-classifier evaluate --model artifacts/model.onnx --out-dir reports/evaluation
 
-export: install  ## Export CHECKPOINT=runs/.../best.pt to artifacts/
+export: install  ## Export CHECKPOINT=runs/.../best.pt to artifacts/ (then run make quantize)
 	$(BIN)/product-classifier export $(CHECKPOINT)
+
+loadtest: install  ## Load-test the API vs a naive baseline -> docs/performance.md (~40 min; LOADTEST_ARGS=--smoke)
+	$(BIN)/product-classifier benchmark load $(LOADTEST_ARGS)
 
 # Containers (docker/, docs/containers.md). BASE_IMAGE: python:3.11-slim, or the local Debian one.
 BASE_IMAGE ?= python:3.11-slim

@@ -29,6 +29,9 @@ BASE_TAG="${BASE_IMAGE:-$LOCAL_BASE}"
 PROM_TAG="${PROMETHEUS_IMAGE:-product-classifier/prometheus:local}"
 AM_TAG="${ALERTMANAGER_IMAGE:-product-classifier/alertmanager:local}"
 USE_WHEELS="${WHEELS:-1}"
+# Build the monitoring stand-ins only when the caller named no images (read before compose's
+# variables are exported below).
+BUILD_MONITORING=$([[ -z "${PROMETHEUS_IMAGE:-}${ALERTMANAGER_IMAGE:-}" ]] && echo 1 || echo 0)
 COLD_START_RUNS="${COLD_START_RUNS:-3}"
 COLD_START_MAX_S="${COLD_START_MAX_S:-5}"
 MAX_IMAGE_MB="${MAX_IMAGE_MB:-400}"
@@ -299,7 +302,7 @@ else
     echo "   SKIP grafana: $GRAFANA"
 fi
 t=$SECONDS
-if [[ -z "${PROMETHEUS_IMAGE:-}${ALERTMANAGER_IMAGE:-}" ]]; then
+if [[ "$BUILD_MONITORING" == 1 ]]; then
     (cd .. && DOCKER="$DOCKER" docker/monitoring/build-local-images.sh "$LOCAL_BASE") \
         >"$WORK/monitoring-build.log" 2>&1 \
         || { tail -n 30 "$WORK/monitoring-build.log" >&2; die "monitoring images"; }

@@ -27,6 +27,12 @@ def test_results_table_matches_the_model_card():
     assert f"{test['min_precision']:.3f}" in table
     assert f"{test['min_recall']:.3f}" in table
     assert f"{CARD['parameters']:,}" in table
+    int8 = CARD["variants"]["int8"]["metrics"]["test"]
+    int8_row = next(line for line in table.splitlines() if "INT8" in line)
+    assert f"{int8['accuracy'] * 100:.2f}%" in int8_row
+    assert f"{int8['macro_f1']:.4f}" in int8_row
+    assert f"{int8['min_precision']:.3f}" in int8_row
+    assert f"{int8['min_recall']:.3f}" in int8_row
 
 
 def test_per_class_table_matches_the_model_card():

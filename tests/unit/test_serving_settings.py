@@ -23,7 +23,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults() -> None:
     s = load_settings()
     assert (s.host, s.port, s.workers) == ("127.0.0.1", 8000, 1)
-    assert s.model_path == Path("artifacts/model.onnx")
+    assert s.model_path == Path("artifacts/model.int8.onnx")  # INT8 is the default variant
     assert s.card_path == Path("artifacts/model_card.json")
     assert s.verify_sha256 is True
     assert s.review_threshold == 0.7

@@ -106,14 +106,20 @@ def run_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     env = dict(os.environ)
     # torch/OpenMP read these at import; onnxruntime uses the session options instead.
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(spec["threads"])
-    proc = subprocess.run(
-        [sys.executable, "-m", WORKER_MODULE, json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        env=env,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", WORKER_MODULE, json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise WorkerError(
+            f"benchmark worker for {spec['model_path']} ({spec['threads']} thread(s)) took "
+            f"more than {timeout_s:.0f} s"
+        ) from None
     if proc.returncode != 0:
         raise WorkerError(
             f"benchmark worker for {spec['model_path']} exited with {proc.returncode}: "

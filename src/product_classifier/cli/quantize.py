@@ -36,7 +36,7 @@ def quantize(
     ] = 1000,
     method: Annotated[
         str, typer.Option("--method", help="Calibration: minmax, entropy or percentile.")
-    ] = "minmax",
+    ] = "percentile",
     exclude: Annotated[
         list[str] | None,
         typer.Option(

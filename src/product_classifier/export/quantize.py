@@ -51,7 +51,8 @@ _MAX_IMAGES_PER_CHUNK = 256
 class QuantizationSettings:
     """Everything that determines the INT8 file (recorded in its metadata and the card)."""
 
-    method: CalibrationMethodName = "minmax"
+    # Defaults = the released artifacts/model.int8.onnx (chosen in docs/benchmarks.md).
+    method: CalibrationMethodName = "percentile"
     calibration_size: int = 1000
     seed: int = 0
     per_channel: bool = True
