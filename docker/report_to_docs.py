@@ -23,14 +23,15 @@ def render(report: dict[str, Any]) -> str:
         (
             "Cold start, `docker run` -> `/ready` 200",
             f"median {report['cold_start_median_s']:.2f} s (runs: {cold}; load average "
-            f"{report['load_average_1m']} on {report['cpus']} CPUs)",
+            f"{report['load_average_1m']} at the start, {report['cpus']} CPUs)",
         ),
         ("Container CPU time until ready", f"{cpu} s"),
         ("Image build (warm wheelhouse)", f"{report['image_build_s']} s"),
         ("SIGTERM", f"exit {report['sigterm_exit_code']} after {report['sigterm_stop_s']} s"),
         (
             "Predictions",
-            f"{pred['images']} test images, accuracy {pred['accuracy']:.3f}, "
+            f"`{pred.get('model', '?')}`: {pred['images']} test images, accuracy "
+            f"{pred['accuracy']:.3f}, "
             f"{pred['host_parity_mismatches']} differences from the host",
         ),
         ("Logs", f"{report['logs']['log_lines']} lines, all JSON"),

@@ -208,20 +208,24 @@ RUN_OPTS=(--network host --read-only --tmpfs "/tmp:rw,nosuid,nodev,size=64m" --c
           --security-opt no-new-privileges -e PRODUCT_CLASSIFIER_HOST=127.0.0.1)
 
 step "refuses a model whose sha256 differs from its card"
-cp artifacts/model.onnx "$WORK/tampered.onnx"
+# The file the image serves by default (the service picks the variant), relative to /app.
+served=$("$DOCKER" run --rm --network host --entrypoint python "$IMAGE" -c \
+    "from product_classifier.serving.settings import load_settings; print(load_settings().model_path)")
+[[ -f "$served" ]] || die "the image serves '$served', which is not in this checkout"
+cp "$served" "$WORK/tampered.onnx"
 printf '\x01' | dd of="$WORK/tampered.onnx" bs=1 seek=$(($(stat -c %s "$WORK/tampered.onnx") - 16)) \
     conv=notrunc status=none
 chmod 644 "$WORK/tampered.onnx"
 set +e
 out=$("$DOCKER" run --rm "${RUN_OPTS[@]}" -e PRODUCT_CLASSIFIER_PORT="$(free_port)" \
-    -v "$WORK/tampered.onnx:/app/artifacts/model.onnx:ro" "$IMAGE" 2>&1)
+    -v "$WORK/tampered.onnx:/app/$served:ro" "$IMAGE" 2>&1)
 rc=$?
 set -e
-[[ $rc -eq 2 && "$out" == *sha256* ]] || die "tampered model: exit $rc, output: $out"
+[[ $rc -eq 2 && "$out" == *sha256* ]] || die "tampered $served: exit $rc, output: $out"
 ok "exit 2: ${out:0:160}"
 
 step "cold start: docker run -> /ready 200 ($COLD_START_RUNS runs)"
-COLD=(); COLD_CPU=()
+COLD=(); COLD_CPU=(); COLD_LOAD=$(cut -d' ' -f1 /proc/loadavg)
 for i in $(seq "$COLD_START_RUNS"); do
     port=$(free_port); name="$PROJECT-cold-$i"; CONTAINERS+=("$name")
     since=$(date +%s%N)
@@ -257,7 +261,7 @@ for _ in $(seq 60); do
 done
 [[ "$health" == healthy ]] || die "health is '$health'"
 ok "healthy"
-PREDICT=$("${SMOKE[@]}" predict --url "$url" --model artifacts/model.onnx) || die "predictions"
+PREDICT=$("${SMOKE[@]}" predict --url "$url") || die "predictions"
 ok "predictions: $PREDICT"
 "${SMOKE[@]}" metrics --url "$url" || die "/metrics"
 ok "/metrics in the Prometheus text format, predictions counted"
@@ -338,8 +342,13 @@ cd ..
 
 # --- report -----------------------------------------------------------------------------------
 step "report: $REPORT"
+# JSON pieces go in through the environment and json.loads: no quoting games.
+R_COLD="[$(IFS=,; echo "${COLD[*]}")]" R_CPU="[$(IFS=,; echo "${COLD_CPU[*]}")]" \
+R_PREDICT="$PREDICT" R_LOGS="$LOGS" R_PROM="$PROM" R_TRAIN="$TRAIN_REPORT" R_GRAFANA="$GRAFANA" \
 "$PYTHON" - "$REPORT" <<EOF
-import json, sys
+import json, os, sys
+def env(name):
+    return json.loads(os.environ[name])
 report = {
     "image": "$IMAGE",
     "base_image": "$BASE_TAG",
@@ -347,18 +356,18 @@ report = {
     "image_size_mb": $IMAGE_MB,
     "image_build_s": $IMAGE_BUILD_S,
     "base_build_s": $BASE_BUILD_S,
-    "cold_start_s": [$(IFS=,; echo "${COLD[*]}")],
+    "cold_start_s": env("R_COLD"),
     "cold_start_median_s": $COLD_MEDIAN,
-    "cold_start_cpu_s": [$(IFS=,; echo "${COLD_CPU[*]}")],
-    "load_average_1m": $(cut -d' ' -f1 /proc/loadavg),
+    "cold_start_cpu_s": env("R_CPU"),
+    "load_average_1m": $COLD_LOAD,
     "cpus": $(nproc),
     "sigterm_exit_code": $STOP_RC,
     "sigterm_stop_s": $STOP_S,
-    "predictions": $PREDICT,
-    "logs": $LOGS,
-    "prometheus": $PROM,
-    "grafana": "$GRAFANA",
-    "train": $TRAIN_REPORT,
+    "predictions": env("R_PREDICT"),
+    "logs": env("R_LOGS"),
+    "prometheus": env("R_PROM"),
+    "grafana": os.environ["R_GRAFANA"],
+    "train": env("R_TRAIN"),
     "total_s": $((SECONDS - T0)),
 }
 with open(sys.argv[1], "w") as fh:

@@ -3,7 +3,7 @@
 Not collected by pytest (no ``test_`` prefix): it needs a container, which ``make docker-test``
 starts. Each sub-command exits non-zero with one line per failure.
 
-    python tests/docker/container_smoke.py predict --url http://127.0.0.1:PORT --model M
+    python tests/docker/container_smoke.py predict --url http://127.0.0.1:PORT
     python tests/docker/container_smoke.py logs --file container.log
     python tests/docker/container_smoke.py metrics --url http://127.0.0.1:PORT
     python tests/docker/container_smoke.py wait-ready --url URL --since-ns NS
@@ -64,8 +64,19 @@ def _post(url: str, files: list[tuple[str, str, bytes]]) -> dict[str, Any]:
         return result
 
 
-def check_predictions(url: str, model: Path) -> list[str]:
-    """Container answers == host-side onnxruntime on the same PNGs, and accuracy holds."""
+def _served_model(url: str, artifacts: Path) -> Path:
+    """The file in ``artifacts`` whose sha256 the container reports (/v1/model) serving."""
+    from product_classifier.inference.model_card import sha256_file
+
+    sha = _get_json(f"{url}/v1/model")["runtime"]["sha256"]
+    for path in sorted(artifacts.glob("*.onnx")):
+        if sha256_file(path) == sha:
+            return path
+    raise SystemExit(f"FAIL predict: the container serves sha256 {sha}, not in {artifacts}")
+
+
+def check_predictions(url: str, artifacts: Path) -> list[str]:
+    """Container answers == host-side onnxruntime on the same file and PNGs; accuracy holds."""
     # Imported here: `wait-ready` must start polling at once.
     import numpy as np
 
@@ -77,6 +88,7 @@ def check_predictions(url: str, model: Path) -> list[str]:
     images, labels = load_fashion_mnist("test")
     idx = np.linspace(0, len(images) - 1, N_IMAGES).astype(int)
     pngs = [_png(images[i]) for i in idx]
+    model = _served_model(url, artifacts)
     predictor = OnnxPredictor(model)
     batch = np.concatenate([preprocess_bytes(p) for p in pngs])
     host_proba = predictor.predict_proba(batch)
@@ -113,6 +125,7 @@ def check_predictions(url: str, model: Path) -> list[str]:
     print(
         json.dumps(
             {
+                "model": model.name,
                 "images": N_IMAGES,
                 "accuracy": accuracy,
                 "host_parity_mismatches": mismatch,
@@ -209,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict")
     p.add_argument("--url", required=True)
-    p.add_argument("--model", type=Path, default=Path("artifacts/model.onnx"))
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     lg = sub.add_parser("logs")
     lg.add_argument("--file", type=Path, required=True)
     m = sub.add_parser("metrics")
@@ -225,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "predict":
-        failures = check_predictions(args.url.rstrip("/"), args.model)
+        failures = check_predictions(args.url.rstrip("/"), args.artifacts)
     elif args.command == "logs":
         failures = check_logs(args.file)
     elif args.command == "wait-ready":

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from product_classifier.training.search import SearchConfig, StageConfig
 
@@ -287,7 +287,7 @@ def release_section(histories: dict[str, tuple[Path, list[dict[str, float]]]]) -
 # --------------------------------------------------------------------------- plots
 
 
-def _figure(width: float, height: float, layout: str | None = None) -> Any:
+def _figure(width: float, height: float, layout: Literal["constrained"] | None = None) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

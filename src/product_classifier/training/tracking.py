@@ -139,8 +139,9 @@ def register_release(
 
     Refuses a file whose SHA-256 differs from its card's. Idempotent: a file already registered
     (same SHA-256) returns the existing version. The version holds an MLflow ``onnx`` flavour
-    (``models:/NAME@champion`` loads with ``mlflow.onnx.load_model``) plus the original file
-    and card byte for byte under ``release/``.
+    (``models:/NAME@champion`` loads with ``mlflow.onnx.load_model``; its model.onnx is the
+    released file byte for byte, else the original is kept under ``release/`` too) and the card
+    under ``release/``.
     """
     import mlflow.onnx
     import onnx
@@ -205,7 +206,9 @@ def register_release(
             onnx.load(str(model_path)), str(flavour_dir), save_as_external_data=False
         )
         tracker.client.log_artifacts(run_id, str(flavour_dir), "model")
-    tracker.log_artifact(run_id, model_path, "release")
+        # save_model re-serialises the protobuf; keep the original too if the bytes moved.
+        if sha256_file(flavour_dir / "model.onnx") != digest:
+            tracker.log_artifact(run_id, model_path, "release")
     tracker.log_artifact(run_id, card_path, "release")
     tracker.end_run(run_id)
 
