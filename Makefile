@@ -57,7 +57,7 @@ format: install  ## Apply ruff's formatting and safe fixes
 data: install-serve  ## Find or download Fashion-MNIST and verify its checksums
 	$(BIN)/product-classifier data fetch
 
-train: install  ## Train the baseline CNN (~12 min on 2 cores) and evaluate it -> reports/baseline
+train: install  ## Train the baseline CNN (~10 min on 2 cores) and evaluate it -> reports/baseline
 	$(BIN)/product-classifier train --config configs/baseline.yaml --run-dir runs/baseline
 	$(BIN)/product-classifier evaluate --model runs/baseline/best.pt --out-dir reports/baseline
 

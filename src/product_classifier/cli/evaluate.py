@@ -17,11 +17,28 @@ def evaluate(
     ),
     out_dir: Path = typer.Option(Path("reports/evaluation"), help="Where the report goes."),
     data_dir: Path | None = typer.Option(None, help="Fashion-MNIST folder (default: search)."),
+    photos: bool = typer.Option(
+        False, "--photos", help="Score test images rendered as shop photos vs the raw images."
+    ),
+    n: int = typer.Option(2000, "--n", min=1, max=10000, help="--photos: how many photos."),
+    seed: int = typer.Option(0, "--seed", help="--photos: which photos (deterministic)."),
+    url: str | None = typer.Option(
+        None, "--url", help="--photos: send them to this running service (default: in-process)."
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="PRODUCT_CLASSIFIER_API_KEY", help="--photos --url: API key."
+    ),
+    save_photos: Path | None = typer.Option(
+        None, "--save-photos", help="--photos: also write the photos to this folder."
+    ),
 ) -> None:
     """Evaluate on the 10k Fashion-MNIST test set: accuracy, per-class P/R/F1, macro-F1."""
     if not model.exists():
         typer.secho(f"model file not found: {model}", fg="red", err=True)
         raise typer.Exit(2)
+    if photos:
+        _evaluate_photos(model, n, seed, url, api_key, data_dir, save_photos)
+        return
     from product_classifier.evaluation.evaluate import evaluate_model
     from product_classifier.evaluation.report import write_evaluation_report
 
@@ -33,3 +50,30 @@ def evaluate(
     )
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
+
+
+def _evaluate_photos(
+    model: Path,
+    n: int,
+    seed: int,
+    url: str | None,
+    api_key: str | None,
+    data_dir: Path | None,
+    save_dir: Path | None,
+) -> None:
+    """Accuracy on rendered shop photos (through ``url`` or in-process) vs the raw images."""
+    if model.suffix != ".onnx":
+        typer.secho("--photos needs an .onnx model (the one the service runs)", fg="red", err=True)
+        raise typer.Exit(2)
+    from product_classifier.evaluation.photos import evaluate_photos
+
+    try:
+        result = evaluate_photos(
+            model, n=n, seed=seed, url=url, api_key=api_key, data_dir=data_dir, save_dir=save_dir
+        )
+    except RuntimeError as exc:  # the service refused or failed a request
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    where = f"through {url}" if url else "in-process (the service's preprocessing)"
+    typer.echo(f"shop photos, {where}:")
+    typer.echo(result.summary())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def train(
         f"({result.epochs_run} epochs, {result.wall_seconds / 60:.1f} min, "
         f"{result.parameters:,} parameters)\ncheckpoint: {result.best_checkpoint}"
     )
-    if release:
+    # Under torchrun every rank returns here; only rank 0 may write artifacts/.
+    if release and int(os.environ.get("RANK", "0")) == 0:
         from product_classifier.export.release import release_checkpoint
 
         card = release_checkpoint(result.best_checkpoint)

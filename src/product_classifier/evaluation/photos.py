@@ -98,7 +98,7 @@ def render_photo(
     canvas_w, canvas_h = iw + left + right, ih + top + bottom
     if canvas_w == canvas_h:  # a shop page is rarely square; keep the test honest
         canvas_w += 1 + int(rng.integers(1, 20))
-    canvas = np.full((canvas_h, canvas_w, 3), int(round(page)), dtype=np.uint8)
+    canvas = np.full((canvas_h, canvas_w, 3), round(page), dtype=np.uint8)
     canvas[top : top + ih, left : left + iw] = item
 
     buf = io.BytesIO()
@@ -222,7 +222,9 @@ def score_photos(
         per_class_photo={
             CLASS_NAMES[c]: float(photo_ok[labels == c].mean()) for c in np.unique(labels)
         },
-        per_class_raw={CLASS_NAMES[c]: float(raw_ok[labels == c].mean()) for c in np.unique(labels)},
+        per_class_raw={
+            CLASS_NAMES[c]: float(raw_ok[labels == c].mean()) for c in np.unique(labels)
+        },
     )
 
 
@@ -284,6 +286,7 @@ def evaluate_photos(
     url: str | None = None,
     api_key: str | None = None,
     data_dir: Path | None = None,
+    save_dir: Path | None = None,
 ) -> PhotoEvaluation:
     """Render ``n`` test photos, classify them (through ``url`` or in-process) and compare with
     the raw test images of the same subset, classified in-process by ``model_path``."""
@@ -292,6 +295,8 @@ def evaluate_photos(
 
     images, labels = load_fashion_mnist("test", data_dir=data_dir)
     photos = build_photo_set(images, labels, n=n, seed=seed)
+    if save_dir is not None:
+        save_photos(photos, save_dir)
     indices = np.array([p.index for p in photos])
     raw_predictions = onnx_logits(model_path, images[indices]).argmax(axis=1)
     predict = http_photo_predictor(url, api_key) if url else local_photo_predictor(model_path)

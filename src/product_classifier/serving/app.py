@@ -26,6 +26,7 @@ from product_classifier.serving.errors import install_error_handlers
 from product_classifier.serving.middleware import RequestContextMiddleware
 from product_classifier.serving.observability import install_observability
 from product_classifier.serving.routes import BATCH_PATH, build_router
+from product_classifier.serving.security import install_security
 from product_classifier.serving.service import ModelService
 from product_classifier.serving.settings import ServeSettings, load_settings
 from product_classifier.serving.ui import build_ui_router
@@ -108,6 +109,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.ready = False
     app.state.service = None
     install_error_handlers(app)
+    # Body-read deadline and optional API keys: inside CORS, so 401s carry CORS headers.
+    install_security(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from product_classifier.serving import schemas
 from product_classifier.serving.errors import ApiError, error_response
+from product_classifier.serving.security import sanitize_filename
 from product_classifier.serving.service import ModelService
 from product_classifier.serving.settings import ServeSettings
 
@@ -87,7 +88,8 @@ async def predict_batch(
             "too_many_files",
             f"{len(files)} files sent; at most {settings.max_batch_files} per request",
         )
-    uploads = [(f.filename, await f.read()) for f in files]
+    # The filename is only echoed back (sanitised); it never becomes a path.
+    uploads = [(sanitize_filename(f.filename), await f.read()) for f in files]
     results = await service.predict_many(uploads)
     return JSONResponse(
         {
@@ -134,7 +136,7 @@ def build_router(settings: ServeSettings) -> APIRouter:
         methods=["POST"],
         tags=["predict"],
         response_model=schemas.PredictionResponse,
-        responses=schemas.error_responses(400, 413, 415, 422, 503),
+        responses=schemas.error_responses(400, 408, 413, 415, 422, 503),
     )
     router.add_api_route(
         BATCH_PATH,
@@ -142,7 +144,7 @@ def build_router(settings: ServeSettings) -> APIRouter:
         methods=["POST"],
         tags=["predict"],
         response_model=schemas.BatchResponse,
-        responses=schemas.error_responses(413, 422, 503),
+        responses=schemas.error_responses(400, 408, 413, 422, 503),
         form_limits={"max_files": settings.max_batch_files},
     )
     return router

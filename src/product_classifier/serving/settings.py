@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "PRODUCT_CLASSIFIER_"
 MIB = 1024 * 1024
+MIN_API_KEY_LENGTH = 16
 
 # Short names accepted for convenience in env vars and on the command line.
 _PROVIDER_ALIASES = {
@@ -125,6 +126,19 @@ class ServeSettings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS (empty: CORS off)."
     )
 
+    # Security and limits (serving/security.py, serving/limits.py, docs/security.md).
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Keys accepted for /v1 as 'X-API-Key: KEY' or 'Authorization: Bearer KEY' "
+        f"(comma-separated, each >= {MIN_API_KEY_LENGTH} characters); empty: /v1 is open.",
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send its whole request body; slower: 408.",
+    )
+
     # Observability (serving/observability.py, serving/metrics.py, serving/logging_config.py).
     log_format: Literal["json", "text"] = Field(
         "json", description="Log lines as JSON objects (for machines) or key=value text."
@@ -144,7 +158,9 @@ class ServeSettings(BaseSettings):
     def _lower_log_level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("providers", "cors_origins", "metrics_allowed_networks", mode="before")
+    @field_validator(
+        "providers", "cors_origins", "metrics_allowed_networks", "api_keys", mode="before"
+    )
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
         try:
@@ -159,6 +175,14 @@ class ServeSettings(BaseSettings):
             return [str(ipaddress.ip_network(net, strict=False)) for net in value]
         except ValueError as exc:
             raise ValueError(f"not a list of networks like 10.0.0.0/8: {exc}") from exc
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        short = sum(len(key.get_secret_value()) < MIN_API_KEY_LENGTH for key in value)
+        if short:
+            raise ValueError(f"{short} key(s) shorter than {MIN_API_KEY_LENGTH} characters")
+        return value
 
     @field_validator("providers")
     @classmethod
@@ -205,6 +229,10 @@ class ServeSettings(BaseSettings):
         return self.model_card_path
 
 
+# Never echoed in error messages (they end up in logs).
+_SECRET_FIELDS = frozenset({"api_keys", "metrics_token"})
+
+
 def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
@@ -225,7 +253,8 @@ def format_validation_error(exc: ValidationError) -> str:
         elif err["type"] == "missing":
             problems.append(f"{where} is required")
         else:
-            problems.append(f"{where}={err.get('input')!r}: {reason}")
+            value = "<hidden>" if field in _SECRET_FIELDS else repr(err.get("input"))
+            problems.append(f"{where}={value}: {reason}")
     return "invalid service settings: " + "; ".join(problems)
 
 

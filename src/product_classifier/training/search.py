@@ -268,6 +268,27 @@ def search_data(config: ExperimentConfig, budget: BudgetConfig) -> PreparedData:
     return PreparedData(train_x, train_y, val_x, val_y, full.checksums)
 
 
+def describe_settings(config: ExperimentConfig, exclude: set[str]) -> str:
+    """One line of the training settings a stage does not search, for the report."""
+    flat = flatten(config.model_dump(mode="json"))
+    keys = [
+        "model.name",
+        "optimizer.name",
+        "optimizer.lr",
+        "optimizer.weight_decay",
+        "train.batch_size",
+        "scheduler.name",
+        "train.label_smoothing",
+        "train.ema_decay",
+        "augment.hflip",
+        "augment.crop_padding",
+        "augment.rotation_degrees",
+        "augment.brightness",
+        "augment.random_erasing",
+    ]
+    return ", ".join(f"{k}={flat.get(k)}" for k in keys if k not in exclude)
+
+
 def host_description() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -397,6 +418,10 @@ def run_stage(
         cfg.base_config, {**_budget_overrides(budget), **inherited, **spec.fixed}
     )
     data = search_data(base, budget)
+    searched_keys = set(spec.space).union(
+        *(overrides for p in spec.space.values() for overrides in (p.presets or {}).values())
+    )
+    study.set_user_attr("base_settings", describe_settings(base, exclude=searched_keys))
     tracker = Tracker(tracking_uri or cfg.tracking_uri, cfg.experiment)
     parent_run_id = study.user_attrs.get("mlflow_parent_run_id")
     if not (isinstance(parent_run_id, str) and tracker.run_exists(parent_run_id)):
@@ -524,7 +549,8 @@ class _Objective:
             logged["cpu_seconds"] = cpu_marks[-1] - cpu_marks[-2]
             self.tracker.log_metrics(run_id, logged, step=epoch)
             trial.report(metrics["val_accuracy"], step=epoch)
-            if trial.should_prune():
+            # After the last epoch there is nothing left to save: the trial is complete.
+            if epoch < config.train.epochs and trial.should_prune():
                 pruned_at.append(epoch)
                 raise StopTraining  # graceful: the trainer keeps the checkpoint and history
 

@@ -214,6 +214,15 @@ def stage_section(result: StageResult | None, name: str, spec: StageConfig) -> l
         lines.append(
             "- Fixed: " + ", ".join(f"`{k}={_fmt(v)}`" for k, v in spec.fixed.items()) + "."
         )
+    for param, values in spec.space.items():
+        for preset, overrides in (values.presets or {}).items():
+            lines.append(
+                f"- `{param}={preset}`: "
+                + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in overrides.items())
+            )
+    base = result.user_attrs.get("base_settings")
+    if base:
+        lines.append(f"- Everything else from `{result.user_attrs.get('base_config')}`: {base}.")
     if best.accuracy is not None:
         lines.append(
             f"- Best: trial {best.number} ("
@@ -254,14 +263,18 @@ def load_history(path: Path) -> list[dict[str, float]]:
 def release_histories(
     sources: dict[str, Sequence[Path]] | None = None,
 ) -> dict[str, tuple[Path, list[dict[str, float]]]]:
-    found = {}
+    """The longest history among each run's sources (first listed wins a tie).
+
+    A checkpoint's history stops at the epoch it was saved: the student's best.pt ends at its
+    best epoch (77 of 80), while its GPU log has all 80.
+    """
+    found: dict[str, tuple[Path, list[dict[str, float]]]] = {}
     for label, paths in (sources or HISTORY_SOURCES).items():
         for path in paths:
             if path.exists():
                 history = load_history(path)
-                if history:
+                if history and len(history) > len(found.get(label, (path, []))[1]):
                     found[label] = (path, history)
-                    break
     return found
 
 
@@ -271,7 +284,7 @@ def release_section(histories: dict[str, tuple[Path, list[dict[str, float]]]]) -
     lines = [
         "### GPU runs (release and student)",
         "",
-        "| run | history from | epochs | best val acc | at epoch | median s/epoch | total min |",
+        "| run | history from | epochs | best val acc | at epoch | median s/epoch | sum, min |",
         "|:--|:--|--:|--:|--:|--:|--:|",
     ]
     for label, (path, history) in histories.items():
@@ -307,7 +320,11 @@ def plot_validation_curves(results: Sequence[StageResult], path: Path) -> Path |
         for rank, row in enumerate(ranked):
             epochs = [h["epoch"] for h in row.history]
             acc = [h["val_accuracy"] for h in row.history]
-            label = ", ".join(_fmt(v) for v in row.params.values()) if rank < 5 else None
+            label = (
+                ", ".join(f"{_short(k)} {_fmt(v)}" for k, v in row.params.items())
+                if rank < 5
+                else None
+            )
             ax.plot(
                 epochs,
                 acc,
@@ -318,10 +335,11 @@ def plot_validation_curves(results: Sequence[StageResult], path: Path) -> Path |
                 label=label,
             )
         ax.set_title(f"{result.name}: validation accuracy per epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, title="best 5 (dashed: pruned)", title_fontsize=7)
+        ax.legend(fontsize=6, title="best 5 (dashed: pruned)", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     return path
@@ -384,7 +402,7 @@ def plot_release_curves(
         )
     ax_acc.set_ylim(0.85, 0.96)
     ax_acc.set_title("GPU runs: validation accuracy (EMA weights)")
-    ax_loss.set_title("GPU runs: loss (train: augmented, sampled every 10 steps)")
+    ax_loss.set_title("GPU runs: loss (train: augmented; student's includes distillation)", size=9)
     ax_loss.set_yscale("log")
     for ax in (ax_acc, ax_loss):
         ax.set_xlabel("epoch")

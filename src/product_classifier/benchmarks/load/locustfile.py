@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from locust import FastHttpUser, constant, constant_throughput, task
+import gevent
+from locust import FastHttpUser, constant, task
 
 from product_classifier.benchmarks.load.payloads import CONTENT_TYPE, PayloadPool, build_pool
 
@@ -47,8 +49,34 @@ def _send(user: FastHttpUser, kind: str) -> None:
     user.client.post(path, data=random.choice(bodies), headers=_HEADERS, name=kind)
 
 
+def _paced(rate_per_user: float) -> Callable[[FastHttpUser], float]:
+    """Wait until this user's next slot: one request every ``1 / rate`` s on a fixed grid.
+
+    Unlike Locust's ``constant_throughput``, the grid starts at a random phase (set by
+    :func:`_start_paced`): Locust starts users within a few milliseconds of each other whatever
+    the spawn rate, so 50 users at 2 req/s would otherwise arrive as a burst of 50 every
+    500 ms (seen in the server's access log) and "100 req/s" would measure queueing behind
+    bursts instead of a steady stream. A slot missed by a slow response is skipped, not made
+    up with a burst.
+    """
+    period = 1.0 / rate_per_user
+
+    def wait(user: FastHttpUser) -> float:
+        now = time.perf_counter()
+        user._next_slot = max(user._next_slot + period, now)  # type: ignore[attr-defined]
+        return float(user._next_slot - now)  # type: ignore[attr-defined]
+
+    return wait
+
+
+def _start_paced(user: FastHttpUser, rate_per_user: float) -> None:
+    if rate_per_user > 0:
+        gevent.sleep(random.uniform(0.0, 1.0 / rate_per_user))
+        user._next_slot = time.perf_counter()  # type: ignore[attr-defined]
+
+
 def _wait_time(rate_per_user: float) -> Callable[..., float]:
-    return constant_throughput(rate_per_user) if rate_per_user > 0 else constant(0)
+    return _paced(rate_per_user) if rate_per_user > 0 else constant(0)
 
 
 def make_user(weights: dict[str, int], rate_per_user: float = 0.0) -> type[FastHttpUser]:
@@ -65,8 +93,13 @@ def make_user(weights: dict[str, int], rate_per_user: float = 0.0) -> type[FastH
 
             tasks[send] = weight
     name = "".join(k.title() for k in weights) + "User"
+
+    def on_start(user: FastHttpUser) -> None:
+        _start_paced(user, rate_per_user)
+
     attrs: dict[str, Any] = {
         "tasks": tasks,
+        "on_start": on_start,
         "wait_time": _wait_time(rate_per_user),
         # Generous: at saturation a request may sit in the queue; errors should be real errors.
         "network_timeout": 60.0,
@@ -79,33 +112,33 @@ def _env_rate() -> float:
     return float(os.environ.get("LOADTEST_RATE", "0"))
 
 
-class PngUser(FastHttpUser):
+class _EnvPacedUser(FastHttpUser):
+    abstract = True
     wait_time = _wait_time(_env_rate())
 
+    def on_start(self) -> None:
+        _start_paced(self, _env_rate())
+
+
+class PngUser(_EnvPacedUser):
     @task
     def png(self) -> None:
         _send(self, "png")
 
 
-class JpegUser(FastHttpUser):
-    wait_time = _wait_time(_env_rate())
-
+class JpegUser(_EnvPacedUser):
     @task
     def jpeg(self) -> None:
         _send(self, "jpeg")
 
 
-class BatchUser(FastHttpUser):
-    wait_time = _wait_time(_env_rate())
-
+class BatchUser(_EnvPacedUser):
     @task
     def batch(self) -> None:
         _send(self, "batch")
 
 
-class MixUser(FastHttpUser):
-    wait_time = _wait_time(_env_rate())
-
+class MixUser(_EnvPacedUser):
     @task(MIX_WEIGHTS["png"])
     def png(self) -> None:
         _send(self, "png")
