@@ -8,7 +8,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 .PHONY: help install install-serve serve test test-fast lint format typecheck data train train-release \
-        search evaluate export quantize benchmark loadtest test-notebooks docker-test clean docker-build docker-base audit actionlint
+        search evaluate export quantize benchmark loadtest test-notebooks docker-test clean docker-build docker-base audit actionlint security
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ lint: install  ## ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 	$(MAKE) --no-print-directory actionlint
+
+security: install  ## bandit over src/ (skips and reasons: [tool.bandit] in pyproject.toml)
+	$(BIN)/bandit -c pyproject.toml -r src -q
 
 format: install  ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format src tests

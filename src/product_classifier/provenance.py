@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import platform
+import shutil
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,12 +21,15 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
 
 def git_sha(cwd: str | Path | None = None) -> str | None:
     """The checkout's commit, with '-dirty' if there are uncommitted changes; None outside git."""
+    git = shutil.which("git")  # an absolute path: no PATH lookup at run time (bandit B607)
+    if git is None:
+        return None
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+            [git, "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            [git, "status", "--porcelain", "--untracked-files=no"],
             cwd=cwd,
             capture_output=True,
             text=True,

@@ -138,3 +138,133 @@ def test_any_decodable_image_gives_a_finite_unit_tensor(h, w, seed, mode):
     x = preprocess_bytes(_encode(image))
     assert x.shape == (1, 1, 28, 28)
     assert np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1
+
+
+# -- photos -> Fashion-MNIST form (canonicalize) --------------------------------------------
+
+
+def test_a_28x28_dark_background_image_passes_through_bit_for_bit():
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+    raw[0, :] = raw[-1, :] = raw[:, 0] = raw[:, -1] = 0  # dark border: Fashion-MNIST form
+    np.testing.assert_array_equal(canonicalize(raw), raw)
+
+
+def test_a_low_contrast_item_is_stretched_to_full_brightness():
+    """A navy item on a grey page: Fashion-MNIST items all peak at 255, so must this one."""
+    page = np.full((300, 200), 200, np.uint8)
+    page[40:260, 50:150] = 140  # 60 levels darker than the page
+    out = canonicalize(page)
+    assert out.max() >= 250
+    assert out[:, 0].max() == 0 and out[:, -1].max() == 0  # the page is black, not grey
+
+
+def test_blank_and_uniform_images_stay_dark_and_are_not_amplified():
+    for value in (0, 37, 255):
+        out = canonicalize(np.full((300, 200), value, np.uint8))
+        assert out.max() == 0
+    noise = np.clip(np.random.default_rng(0).normal(250, 2, (300, 200)), 0, 255).astype(np.uint8)
+    assert canonicalize(noise).max() < 30  # sensor noise below the threshold is not an item
+
+
+def test_odd_padding_goes_top_left_like_the_dataset():
+    """A 13-px-wide item on 28 px: Fashion-MNIST puts 8 columns left and 7 right."""
+    photo = np.full((280, 280), 255, np.uint8)
+    photo[:, 70:200] = 0  # 130 of 280 px wide -> 13 of 28
+    photo = np.pad(photo, 40, constant_values=255)
+    out = canonicalize(photo)
+    cols = np.flatnonzero(out.max(axis=0) > 128)
+    assert (cols[0], cols[-1]) == (8, 20)
+
+
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (1, 2), (2, 1), (10, 4000), (4000, 10), (27, 29)])
+def test_extreme_shapes_give_a_valid_image(h, w):
+    gray = np.full((h, w), 255, np.uint8)
+    gray[h // 3 : max(h // 3 + 1, 2 * h // 3), w // 3 : max(w // 3 + 1, 2 * w // 3)] = 0
+    out = canonicalize(gray)
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+
+
+def test_a_thin_strip_is_not_blown_up_to_a_square():
+    strip = np.full((10, 4000), 255, np.uint8)
+    strip[2:8, 100:3900] = 0
+    out = canonicalize(strip)
+    rows = np.flatnonzero(out.max(axis=1) > 0)
+    assert len(rows) <= 2  # 6/3800 of 28 px tall
+    assert np.flatnonzero(out.max(axis=0) > 0).size >= 26
+
+
+def test_a_big_photo_is_cheap():
+    """A 6000x6000 page never becomes a float image of its own size (the square is sampled
+    after an integer box reduction), so it costs well under a second."""
+    import time
+
+    page = np.full((6000, 6000), 255, np.uint8)
+    page[1000:5000, 2000:4000] = 30
+    start = time.perf_counter()
+    out = canonicalize(page)
+    assert time.perf_counter() - start < 2.0
+    cols = np.flatnonzero(out.max(axis=0) > 128)
+    assert 6 <= cols[0] <= 8 and 20 <= cols[-1] <= 21  # 2000/4000 of 28 = 14 px, centred
+
+
+def test_crop_margin_shrinks_the_item():
+    photo = np.full((300, 300), 255, np.uint8)
+    photo[50:250, 100:200] = 0
+    tight = np.flatnonzero(canonicalize(photo).max(axis=1) > 128)
+    loose = np.flatnonzero(
+        canonicalize(photo, PreprocessConfig(crop_margin=0.25)).max(axis=1) > 128
+    )
+    assert len(tight) == 28 and 18 <= len(loose) <= 20  # 28 / (1 + 2 x 0.25)
+
+
+_MODES = ["L", "RGB", "RGBA", "P", "LA", "1", "I;16", "CMYK", "I", "F", "PA"]
+_FORMATS = {
+    "PNG": {"L", "RGB", "RGBA", "P", "LA", "1", "I;16"},
+    "JPEG": {"L", "RGB", "CMYK"},
+    "WEBP": {"RGB", "RGBA"},
+    "GIF": {"L", "P"},
+    "BMP": {"L", "RGB", "1", "P"},
+    "TIFF": {"L", "RGB", "RGBA", "P", "LA", "1", "I;16", "CMYK", "I", "F"},
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    h=st.integers(1, 300),
+    w=st.integers(1, 300),
+    seed=st.integers(0, 2**16),
+    mode=st.sampled_from(_MODES),
+    fmt=st.sampled_from(sorted(_FORMATS)),
+    smooth=st.booleans(),
+)
+def test_any_decodable_image_of_any_mode_size_and_format_gives_a_unit_tensor(
+    h, w, seed, mode, fmt, smooth
+):
+    """Property: whatever decodes (any mode, any size, any container) becomes a finite
+    float32 [1, 1, 28, 28] in [0, 1]; nothing else is raised but PreprocessingError."""
+    rng = np.random.default_rng(seed)
+    if smooth:  # a product-like blob on a page rather than noise
+        arr = np.full((h, w), rng.integers(0, 256), np.uint8)
+        arr[h // 4 : max(h // 4 + 1, 3 * h // 4), w // 4 : max(w // 4 + 1, 3 * w // 4)] = (
+            rng.integers(0, 256)
+        )
+    else:
+        arr = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    image = (
+        Image.fromarray(arr).convert("RGB").convert(mode) if mode != "L" else Image.fromarray(arr)
+    )
+    if mode not in _FORMATS[fmt]:
+        fmt = "TIFF" if mode in _FORMATS["TIFF"] else "PNG"
+    if mode == "PA":
+        image, fmt = Image.fromarray(arr).convert("P").convert("PA"), "PNG"
+    try:
+        data = _encode(image, fmt)
+    except (OSError, ValueError, KeyError):
+        return  # Pillow cannot write this combination; nothing to decode
+    try:
+        x = preprocess_bytes(data)
+    except PreprocessingError:
+        return  # refused cleanly (e.g. a codec that cannot read its own output back)
+    assert x.shape == (1, 1, 28, 28) and x.dtype == np.float32
+    assert np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1

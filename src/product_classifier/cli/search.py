@@ -147,14 +147,10 @@ def time_recipe(
     overrides: list[str] = typer.Option([], "--set", help="Config override key.sub=value."),
 ) -> None:
     """Estimate a recipe's seconds per epoch and total time here from a few real steps."""
-    from product_classifier.config import ConfigError, load_experiment_config
+    from product_classifier.cli.common import load_config_or_exit
     from product_classifier.training.timing import time_recipe as measure
 
-    try:
-        cfg = load_experiment_config(config, overrides)
-    except ConfigError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from exc
+    cfg = load_config_or_exit(config, overrides)
     t = measure(cfg, steps=steps)
     typer.echo(
         f"{cfg.name}: {t.seconds_per_step:.2f} s/step wall ({t.cpu_seconds_per_step:.2f} CPU-s) "

@@ -32,13 +32,9 @@ def train(
     ),
 ) -> None:
     """Train a model from a YAML config, with a progress bar, early stopping and checkpoints."""
-    from product_classifier.config import ConfigError, load_experiment_config
+    from product_classifier.cli.common import load_config_or_exit
 
-    try:
-        cfg = load_experiment_config(config, overrides)
-    except ConfigError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from exc
+    cfg = load_config_or_exit(config, overrides)
     from product_classifier.training.trainer import train as run_training
 
     if run_dir is None and resume and cfg.train.run_name is None:

@@ -119,11 +119,14 @@ def render_photo(
 
 
 def photo_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` distinct test indices, drawn by ``seed``, sorted (the same for photos and raw)."""
+    """``n`` distinct test indices, drawn by ``seed``, sorted (the same for photos and raw).
+
+    Nested: the first ``n`` of one permutation, so the 1000-photo set is part of the 2000 one.
+    """
     if not 1 <= n <= len(labels):
         raise ValueError(f"n must be in 1..{len(labels)}, got {n}")
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(len(labels), size=n, replace=False))
+    return np.sort(rng.permutation(len(labels))[:n])
 
 
 def build_photo_set(

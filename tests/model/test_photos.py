@@ -1,0 +1,121 @@
+"""The released models on shop photos rendered from the Fashion-MNIST test set.
+
+Same images, two presentations: the raw 28x28 test images, and the same images rendered as
+catalog photos (upscaled, dark on white, tinted, tilted, off-centre, JPEG/PNG/WebP; see
+evaluation/photos.py). The gap between the two accuracies is what the shared preprocessing
+loses; it must stay within 2 percentage points on 1000 photos. The HTTP service must give
+exactly the in-process answers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from product_classifier.evaluation.photos import (
+    Photo,
+    build_photo_set,
+    http_photo_predictor,
+    local_photo_predictor,
+    score_photos,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+FP32 = ROOT / "artifacts/model.onnx"
+INT8 = ROOT / "artifacts/model.int8.onnx"
+REAL = Path("/usr/share/datasets/fashion-mnist")
+N_PHOTOS = 1000
+SEED = 0
+MAX_GAP_PP = 2.0
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not REAL.is_dir(), reason="needs the real Fashion-MNIST files"),
+]
+
+
+@pytest.fixture(scope="module")
+def test_set() -> tuple[np.ndarray, np.ndarray]:
+    from product_classifier.data.fashion_mnist import load_fashion_mnist
+
+    return load_fashion_mnist("test", data_dir=REAL)
+
+
+@pytest.fixture(scope="module")
+def photos(test_set: tuple[np.ndarray, np.ndarray]) -> list[Photo]:
+    images, labels = test_set
+    return build_photo_set(images, labels, n=N_PHOTOS, seed=SEED)
+
+
+def _raw_predictions(model: Path, images: np.ndarray, photos: list[Photo]) -> np.ndarray:
+    from product_classifier.evaluation.evaluate import onnx_logits
+
+    return onnx_logits(model, images[[p.index for p in photos]]).argmax(axis=1)
+
+
+@pytest.mark.parametrize("model", [FP32, INT8], ids=["fp32", "int8"])
+def test_photo_accuracy_is_within_2pp_of_raw(
+    model: Path, photos: list[Photo], test_set: tuple[np.ndarray, np.ndarray]
+) -> None:
+    if not model.is_file():
+        pytest.skip(f"{model} is not built")
+    images, _ = test_set
+    result = score_photos(
+        photos,
+        local_photo_predictor(model)([p.data for p in photos]),
+        _raw_predictions(model, images, photos),
+    )
+    print(f"\n{model.name}: {result.summary()}")
+    assert result.n == N_PHOTOS and result.refused == 0
+    assert result.raw_accuracy > 0.93  # the subset is a fair one
+    assert result.gap_pp <= MAX_GAP_PP, result.summary()
+    # No format is left behind either (a broken WebP or JPEG path would show here).
+    for fmt, accuracy in result.per_format.items():
+        assert accuracy >= result.raw_accuracy - 0.04, (fmt, result.summary())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_http_service_gives_the_in_process_answers(photos: list[Photo], tmp_path: Path) -> None:
+    """``evaluate --photos --url`` measures the real service: same bytes, same preprocessing,
+    same model -> the same classes as in-process."""
+    model = INT8 if INT8.is_file() else FP32
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODUCT_CLASSIFIER_")}
+    log = (tmp_path / "server.log").open("wb")
+    command = [sys.executable, "-m", "product_classifier.cli.main", "serve"]
+    command += ["--port", str(port), "--model", str(model)]
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the service did not become ready"
+            time.sleep(0.2)
+        sample = [p.data for p in photos[:200]]
+        over_http = http_photo_predictor(url)(sample)
+        in_process = local_photo_predictor(model)(sample)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+    assert None not in over_http
+    assert over_http == in_process
