@@ -34,8 +34,12 @@ class PreprocessingError(ValueError):
 @dataclass(frozen=True)
 class PreprocessConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
-    # A pixel brighter than the background by more than this belongs to the item.
+    # A pixel belongs to the item when it is brighter than the background by more than
+    # max(foreground_threshold, foreground_fraction x the brightest pixel's excess). Relative,
+    # so the box edge sits at the same place on the item's blurred outline whatever its
+    # contrast (measured: 0.15 aligns photos with the dataset best, see canonicalize).
     foreground_threshold: int = 12
+    foreground_fraction: float = 0.15
     # Margin kept around the item's bounding box, as a fraction of its longer side.
     crop_margin: float = 0.0
 
@@ -217,7 +221,9 @@ def canonicalize(gray: np.ndarray, config: PreprocessConfig | None = None) -> np
 
     # The item: pixels clearly brighter than the background (a grey page counts as black).
     level = round(background)
-    mask = gray > min(255, level + config.foreground_threshold)
+    excess = int(gray.max()) - level
+    threshold = max(config.foreground_threshold, int(config.foreground_fraction * excess))
+    mask = gray > min(255, level + threshold)
     found = bool(mask.any())
     if found:
         rows = np.flatnonzero(mask.any(axis=1))

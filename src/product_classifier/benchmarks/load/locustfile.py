@@ -54,11 +54,12 @@ def _paced(rate_per_user: float) -> Callable[[FastHttpUser], float]:
     """Wait until this user's next slot: one request every ``1 / rate`` s on a fixed grid.
 
     Unlike Locust's ``constant_throughput``, the grid starts at a random phase (set by
-    :func:`_start_paced`): Locust starts users within a few milliseconds of each other whatever
-    the spawn rate, so 50 users at 2 req/s would otherwise arrive as a burst of 50 every
-    500 ms (seen in the server's access log) and "100 req/s" would measure queueing behind
-    bursts instead of a steady stream. A slot missed by a slow response is skipped, not made
-    up with a burst.
+    :func:`_start_paced`). ``constant_throughput`` anchors each user's grid to the moment the
+    user was created, Locust creates them within milliseconds of each other, and a sleep in
+    ``on_start`` does not move the anchor: 50 users at 2 req/s arrived as a burst of 50 every
+    500 ms (seen in the server's access log), so "100 req/s" measured queueing behind bursts
+    instead of a steady stream. A slot missed by a slow response is skipped, not made up with
+    a burst.
     """
     period = 1.0 / rate_per_user
 

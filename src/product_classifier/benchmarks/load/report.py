@@ -351,7 +351,47 @@ def bottleneck_text(results: Results) -> str:
             f"{fmt(http_cpu)}% with the trivial model: HTTP + decoding cost "
             f"{fmt(http_cpu)} points, the model the other {fmt(steady_cpu - http_cpu)}."
         )
+    lines += _out_of_reach(results, ceiling, http_rps, tuned_rps)
     return "\n".join(lines)
+
+
+def _out_of_reach(
+    results: Results, ceiling: dict[str, Any], http_rps: float | None, tuned_rps: float | None
+) -> list[str]:
+    """Why the throughput targets are (or are not) within reach, from this run's numbers."""
+    tuned, http = results.get("tuned"), results.get("http_only")
+    cores = results["machine"].get("cpu_count") or 1
+    lines = []
+    per_image = ceiling.get("cpu_ms_per_image") if ceiling else None
+    scenario = _png_saturation(http)[0]
+    http_cpu = _stat(http, scenario, "cpu_percent_machine")
+    if per_image and http_rps and http_cpu:
+        # CPU-ms the trivial-model server spent per request at saturation: HTTP + decoding.
+        http_ms = http_cpu / 100.0 * cores * 1000.0 / http_rps
+        bound = 1000.0 * cores / (per_image + http_ms)
+        lines.append(
+            f"* **2,000 req/s of 28x28 PNGs**: a request costs {fmt(per_image)} CPU-ms of model "
+            f"(batched) plus {fmt(http_ms)} CPU-ms of HTTP, multipart and decoding (the "
+            f"trivial-model server at saturation), so {cores} fully busy cores serve at most "
+            f"~{fmt(bound)} req/s, before the load generator on the same cores takes its share."
+        )
+    if tuned_rps:
+        connections = results["options"]["hey_connections"]
+        lines.append(
+            f"* **p95 <= 50 ms over {connections} connections**: by Little's law "
+            f"{connections} connections at {fmt(tuned_rps)} req/s wait "
+            f"{fmt(1000 * connections / tuned_rps)} ms on average; even a 50 ms *mean* needs "
+            f"{fmt(connections / 0.05)} req/s, a 50 ms p95 more."
+        )
+    batch = _stat(tuned, "batch", "images_per_s")
+    if per_image and batch is not None:
+        limit = 1000.0 * cores / per_image
+        lines.append(
+            f"* **5,000 images/s on the batch endpoint**: at {fmt(per_image)} CPU-ms per image "
+            f"the model alone can do at most ~{fmt(limit)} images/s on {cores} fully busy "
+            f"cores, before decoding and HTTP; the endpoint reached {fmt(batch)}."
+        )
+    return lines
 
 
 def extra_models_table(results: Results) -> str:
@@ -433,9 +473,10 @@ DESIGN_NOTES = """\
 * **One worker, two model calls at once** (`model_concurrency`, auto = cores / (workers x
   intra_op_threads) = 2 here). Both cores run single-threaded model calls inside one process.
   A second uvicorn worker costs ~210 MB more RSS (a supervisor plus a second copy of the
-  interpreter, libraries and model: over the 300 MB target) and ~2.5 s more cold start (spawned
-  workers re-import everything), for no gain the sweep can separate from noise; onnxruntime
-  intra-op threads cost more CPU per image on these small convolutions.
+  interpreter, libraries and model: over the 300 MB target) and 1-2.5 s more cold start
+  (spawned workers re-import everything), for a throughput gain the sweep cannot separate from
+  the noise of a shared machine; onnxruntime intra-op threads cost 5-15% more CPU per image on
+  these small convolutions (table above).
 * **Bounded queue**: `queue_size` 1024 images; when full, `503 overloaded` with `Retry-After`
   at once (`test_overload_answers_503_with_retry_after` in tests/integration/test_api_errors.py).
 * **Per-request overhead** (py-spy): multipart parsing (Starlette + python-multipart) and
