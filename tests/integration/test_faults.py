@@ -289,5 +289,6 @@ def test_slowloris_upload_times_out_without_blocking_others(
         assert response.headers.get("connection") == "close"  # type: ignore[attr-defined]
         assert 1.5 < elapsed < 6.0
         assert sent < len(body)
-    assert max(latencies) < 1.0, f"normal clients were slowed down: {max(latencies):.2f} s"
+    # Blocked clients would wait out the 2 s deadline; served ones take milliseconds.
+    assert max(latencies) < 1.5, f"normal clients were slowed down: {max(latencies):.2f} s"
     assert live.client().get("/ready").status_code == 200

@@ -22,7 +22,6 @@ pytestmark = pytest.mark.integration
 MAX_EXAMPLES = 100
 
 
-
 def _served_schema() -> dict:
     """The OpenAPI document of a default-settings app, built without loading any model.
 
