@@ -196,9 +196,15 @@ def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]]
 
 def test_metrics_add_up_whichever_worker_answers(two_workers: LiveServer) -> None:
     client = two_workers.client()
-    # /ready answered by one worker; the other may still be loading (service_ready is the min
-    # over workers, so it is 0 until both are up).
-    wait_for(lambda: scrape(client)[("service_ready", ())] == 1 or None, "both workers ready")
+    # /ready answered by one worker; the other may still be starting. service_ready is the min
+    # over the workers that have registered, so it can read 1 before the slower worker has
+    # registered at all: wait until both report their process metrics, and then for ready.
+    def both_ready() -> bool | None:
+        metrics = scrape(client)
+        pids = {dict(lbl)["pid"] for name, lbl in metrics if name == "process_cpu_seconds_total"}
+        return (len(pids) == 2 and metrics[("service_ready", ())] == 1) or None
+
+    wait_for(both_ready, "both workers ready")
     png = png_bytes(np.full((28, 28), 200, dtype=np.uint8))
     before = scrape(client)
     key = ("http_requests_total", (("method", "POST"), ("route", "/v1/predict"), ("status", "200")))
