@@ -32,7 +32,7 @@ WORKER_MODULE = "product_classifier.benchmarks.inference_worker"
 DEFAULT_FP32 = Path("artifacts/model.onnx")
 DEFAULT_INT8 = Path("artifacts/model.int8.onnx")
 DEFAULT_CHECKPOINT = Path("runs/release/best.pt")
-DEFAULT_GPU_JSON = Path("runs/gpu/gpu_torch_benchmark.json")
+DEFAULT_GPU_JSON = Path("docs/evidence/gpu-2026-11-26/gpu_torch_benchmark.json")
 TARGET_INT8_SIZE_RATIO = 1 / 3
 TARGET_INT8_P50_MS = 1.0
 

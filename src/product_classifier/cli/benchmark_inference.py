@@ -52,7 +52,7 @@ def inference(
     ] = Path("runs/release/best.pt"),
     gpu_json: Annotated[
         Path, typer.Option(help="GPU results to include (skipped when absent).")
-    ] = Path("runs/gpu/gpu_torch_benchmark.json"),
+    ] = Path("docs/evidence/gpu-2026-11-26/gpu_torch_benchmark.json"),
     threads: Annotated[str, typer.Option(help="Thread counts, comma-separated.")] = "1,2",
     batch_sizes: Annotated[str, typer.Option(help="Throughput batch sizes.")] = "1,32,256",
     repeats: Annotated[int, typer.Option(min=1, help="Interleaved rounds (median).")] = 3,

@@ -28,11 +28,11 @@ HISTORY_SOURCES: dict[str, tuple[Path, ...]] = {
     "release (ResNet-20 w32)": (
         Path("runs/release/best.pt"),
         Path("artifacts/model_card.json"),
-        Path("runs/gpu/teacher.log"),
+        Path("docs/evidence/gpu-2026-11-26/release-train.log"),
     ),
     "student (ResNet-20 w16, distilled)": (
         Path("runs/student/best.pt"),
-        Path("runs/gpu/student.log"),
+        Path("docs/evidence/gpu-2026-11-26/student-train.log"),
     ),
 }
 _LOG_LINE = re.compile(
