@@ -196,6 +196,7 @@ def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]]
 
 def test_metrics_add_up_whichever_worker_answers(two_workers: LiveServer) -> None:
     client = two_workers.client()
+
     # /ready answered by one worker; the other may still be starting. service_ready is the min
     # over the workers that have registered, so it can read 1 before the slower worker has
     # registered at all: wait until both report their process metrics, and then for ready.
