@@ -472,11 +472,13 @@ DESIGN_NOTES = """\
   model is busy form the next batch without waiting at all.
 * **One worker, two model calls at once** (`model_concurrency`, auto = cores / (workers x
   intra_op_threads) = 2 here). Both cores run single-threaded model calls inside one process.
-  A second uvicorn worker costs ~210 MB more RSS (a supervisor plus a second copy of the
-  interpreter, libraries and model: over the 300 MB target) and 1-2.5 s more cold start
-  (spawned workers re-import everything), for a throughput gain the sweep cannot separate from
-  the noise of a shared machine; onnxruntime intra-op threads cost 5-15% more CPU per image on
-  these small convolutions (table above).
+  A second uvicorn worker (sweep table) gains 0-30% saturated throughput across our runs, since
+  with the INT8 model HTTP handling dominates and one interpreter runs it under one GIL; but it
+  costs ~210 MB more RSS (a supervisor plus a second copy of the interpreter, libraries and
+  model: over the 300 MB target) and 1-2.5 s more cold start (spawned workers re-import
+  everything). Where memory does not matter, `PRODUCT_CLASSIFIER_WORKERS=2` is the throughput
+  choice (model_concurrency then resolves to 1 per worker). onnxruntime intra-op threads cost
+  up to 20% more CPU per image on these small convolutions (table above).
 * **Bounded queue**: `queue_size` 1024 images; when full, `503 overloaded` with `Retry-After`
   at once (`test_overload_answers_503_with_retry_after` in tests/integration/test_api_errors.py).
 * **Per-request overhead** (py-spy): multipart parsing (Starlette + python-multipart) and
