@@ -56,6 +56,14 @@ def to_model_input(images_uint8: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32) / np.float32(255.0)
 
 
+# PNG, JPEG, GIF, TIFF (LE/BE); WebP is checked apart (RIFF....WEBP).
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
+
+
+def _has_image_signature(data: bytes) -> bool:
+    return data.startswith(_IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
 def decode_image(data: bytes, config: PreprocessConfig | None = None) -> Image.Image:
     """Decode bytes into a Pillow image with EXIF orientation applied.
 
@@ -86,6 +94,12 @@ def decode_image(data: bytes, config: PreprocessConfig | None = None) -> Image.I
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PreprocessingError("image_too_large", f"decompression bomb refused: {exc}") from exc
     except Image.UnidentifiedImageError as exc:
+        if _has_image_signature(data):
+            # Pillow could not even identify it, but the signature says it is an image: a
+            # truncated or damaged file is a bad request, not an unsupported type.
+            raise PreprocessingError(
+                "corrupt_image", "the image is truncated or damaged and cannot be read"
+            ) from exc
         raise PreprocessingError("not_an_image", "the file is not a recognised image") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncated/corrupt data as OSError or SyntaxError depending on codec.

@@ -54,14 +54,6 @@ MAX_REQUEST_BYTES = 32 * 1024 * 1024
 _GLOB_CHARS = frozenset("*?[")
 # PreprocessingError code -> the public code the API uses for it.
 _PUBLIC_CODES = {"not_an_image": "unsupported_media_type"}
-# Like serving/service.py: bytes that start like an image but can't be opened are damaged, not
-# of an unsupported type. PNG, JPEG, GIF, TIFF (LE/BE); WebP is checked apart.
-_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
-_DAMAGED = ("corrupt_image", "the image is truncated or damaged and cannot be read")
-
-
-def _has_image_signature(data: bytes) -> bool:
-    return data.startswith(_IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
 CSV_COLUMNS = (
@@ -271,8 +263,6 @@ class LocalBackend:
         try:
             return preprocess_bytes(data, self.preprocess)
         except PreprocessingError as exc:
-            if exc.code == "not_an_image" and _has_image_signature(data):
-                return _DAMAGED
             return _PUBLIC_CODES.get(exc.code, exc.code), exc.message
         except Exception as exc:  # exotic modes Pillow opens but cannot convert
             return "invalid_image", f"the image could not be processed: {exc}"

@@ -33,11 +33,6 @@ logger = logging.getLogger(__name__)
 
 TOP_K = 3
 # Leading bytes of the formats we decode: PNG, JPEG, GIF, TIFF (LE/BE); WebP is checked apart.
-_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
-
-
-def _has_image_signature(data: bytes) -> bool:
-    return data.startswith(_IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
 _Decoded = np.ndarray | ApiError
@@ -80,12 +75,6 @@ class ModelService:
         try:
             return preprocess_bytes(data, self._preprocess_config)
         except PreprocessingError as exc:
-            if exc.code == "not_an_image" and _has_image_signature(data):
-                # Pillow could not even identify it, but the signature says it is an image:
-                # a truncated or damaged file is a bad request, not an unsupported type.
-                raise ApiError(
-                    400, "corrupt_image", "the image is truncated or damaged and cannot be read"
-                ) from exc
             raise ApiError.from_preprocessing(exc) from exc
         except Exception as exc:
             # Exotic modes Pillow opens but cannot convert are still the client's image.
