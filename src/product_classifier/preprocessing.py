@@ -88,7 +88,9 @@ def decode_image(data: bytes, config: PreprocessConfig | None = None) -> Image.I
                 )
             image.seek(0)
             image.load()  # forces a full decode so truncated files fail here
-            image = ImageOps.exif_transpose(image) or image
+            # In place: without EXIF rotation the default returns a copy (measured ~3% of a
+            # 28x28 request's CPU for nothing).
+            ImageOps.exif_transpose(image, in_place=True)
     except PreprocessingError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -136,7 +138,11 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
 
 def _border_background(gray: np.ndarray) -> float:
     border = np.concatenate([gray[0, :], gray[-1, :], gray[:, 0], gray[:, -1]])
-    return float(np.median(border))
+    # np.median's result, without its dispatch overhead (a fifth of a 28x28 upload's
+    # preprocessing time): the mean of the two middle values.
+    border.sort()
+    n = len(border)
+    return (int(border[(n - 1) // 2]) + int(border[n // 2])) / 2.0
 
 
 # How a large photo becomes 28x28, tuned on rendered shop photos (product-classifier evaluate

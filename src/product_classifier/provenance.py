@@ -7,7 +7,7 @@ import importlib.metadata
 import platform
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -52,4 +52,4 @@ def library_versions(names: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()

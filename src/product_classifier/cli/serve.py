@@ -100,6 +100,7 @@ def serve(
         http="httptools" if has_httptools else "h11",
         # Let in-flight requests finish on SIGTERM, but don't hang a deploy forever.
         timeout_graceful_shutdown=30,
+        server_header=False,  # don't advertise the server software; one header less to write
     )
 
 

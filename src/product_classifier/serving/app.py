@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -23,11 +22,12 @@ from product_classifier.inference.errors import ModelLoadError
 from product_classifier.inference.model_card import VerifiedModel, load_verified_model
 from product_classifier.inference.predictor import PredictorOptions
 from product_classifier.serving.errors import install_error_handlers
+from product_classifier.serving.fast_predict import FastPathStats, FastPredictMiddleware
 from product_classifier.serving.middleware import RequestContextMiddleware
 from product_classifier.serving.observability import install_observability
 from product_classifier.serving.routes import BATCH_PATH, build_router
 from product_classifier.serving.security import install_security
-from product_classifier.serving.service import ModelService
+from product_classifier.serving.service import ModelService, upload_preprocessor
 from product_classifier.serving.settings import ServeSettings, load_settings
 from product_classifier.serving.ui import build_ui_router
 
@@ -67,15 +67,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise
     batcher = MicroBatcher(
         model.predictor.predict_proba,
+        prepare_fn=upload_preprocessor(settings),  # decoding runs in the batch's thread
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
         queue_size=settings.queue_size,
         concurrency=settings.batch_concurrency,
     )
-    executor = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
     await batcher.start()
     try:
-        service = ModelService(model, batcher, settings, executor)
+        service = ModelService(model, batcher, settings)
         await service.warmup()
         app.state.service = service
         app.state.ready = True
@@ -91,7 +91,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ready = False
         await batcher.stop()  # in-flight requests finish before the worker exits
         app.state.service = None
-        executor.shutdown(wait=True)
 
 
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
@@ -109,6 +108,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.ready = False
     app.state.service = None
     install_error_handlers(app)
+    # Innermost, so everything below still wraps the lean predict path.
+    app.state.fast_path = FastPathStats()
+    app.add_middleware(FastPredictMiddleware, stats=app.state.fast_path)
     # Body-read deadline and optional API keys: inside CORS, so 401s carry CORS headers.
     install_security(app, settings)
     if settings.cors_origins:

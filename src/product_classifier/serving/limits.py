@@ -46,10 +46,12 @@ class BodyTimeoutMiddleware:
                 return await receive()
             if deadline is None:
                 deadline = loop.time() + self.timeout_s
-            remaining = deadline - loop.time()
             try:
-                message = await asyncio.wait_for(receive(), timeout=max(remaining, 0.0))
-            except asyncio.TimeoutError:  # builtin TimeoutError on 3.11, distinct on 3.10
+                # timeout_at arms a timer around the await; wait_for would also spawn a task
+                # per read (measured ~2% of a small request's CPU).
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
                 raise BodyTimeoutError(self.timeout_s) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 complete = True

@@ -1,6 +1,7 @@
 """One pure-ASGI middleware for what every request needs, kept cheap for the hot path.
 
-* request id: ``X-Request-ID`` when it looks sane, else a fresh uuid4 hex; stored in
+* request id: ``X-Request-ID`` when it looks sane, else a fresh 32-hex-digit id (a random
+  per-process prefix and a counter: unique like a uuid4, at a tenth of the cost); stored in
   ``scope["state"]["request_id"]`` (``request.state.request_id``) and echoed in the response;
 * body size limit: a declared ``Content-Length`` over the limit is refused before reading a
   byte, and the body is counted while it streams in (chunked uploads have no length);
@@ -9,9 +10,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
-import uuid
+import secrets
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +33,24 @@ class PayloadTooLargeError(ApiError):
         )
 
 
+class RequestIds:
+    """Unique request ids: 16 random hex digits per process, then a 16-digit counter.
+
+    Ids only need to be unique (they tie a log line to a response); uuid4 reads 16 bytes from
+    the OS for each one, which showed up at 3% of a 28x28 request's CPU.
+    """
+
+    def __init__(self) -> None:
+        self._pid = -1
+
+    def next(self) -> str:
+        if os.getpid() != self._pid:  # new process (also a fork after the app was built)
+            self._pid = os.getpid()
+            self._prefix = secrets.token_hex(8)
+            self._counter = itertools.count(1)
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
 class RequestContextMiddleware:
     def __init__(
         self, app: ASGIApp, *, max_body_bytes: int, path_limits: dict[str, int] | None = None
@@ -37,6 +58,7 @@ class RequestContextMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.path_limits = path_limits or {}
+        self._ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,7 +75,7 @@ class RequestContextMiddleware:
         if raw_id is not None and _REQUEST_ID_OK.fullmatch(raw_id):
             request_id = raw_id.decode("ascii")
         else:
-            request_id = uuid.uuid4().hex
+            request_id = self._ids.next()
         state = scope.get("state")
         if state is None:
             scope["state"] = state = {}

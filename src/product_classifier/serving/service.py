@@ -1,8 +1,9 @@
-"""The request pipeline: bytes -> preprocessing (worker thread) -> micro-batch -> response dict.
+"""The request pipeline: bytes -> micro-batch (preprocessing + model, worker thread) -> dict.
 
-Decoding runs in a small dedicated thread pool so the event loop never touches pixels; the
-model call runs in the batcher's own thread. Responses are plain dicts built with Python
-lists (``tolist`` once per row), which is cheaper than numpy scalars or pydantic models.
+The uploaded bytes go straight into the micro-batcher, whose worker thread decodes and
+preprocesses each one (``prepare_fn``) and then runs the model once for the batch: the event
+loop never touches pixels, and a request costs one thread hop. Responses are plain dicts built
+with Python lists (``tolist`` once per row), cheaper than numpy scalars or pydantic models.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,25 @@ from product_classifier.serving.settings import ServeSettings
 logger = logging.getLogger(__name__)
 
 TOP_K = 3
-# Leading bytes of the formats we decode: PNG, JPEG, GIF, TIFF (LE/BE); WebP is checked apart.
 
 
-_Decoded = np.ndarray | ApiError
+def preprocess_upload(data: bytes, config: PreprocessConfig) -> np.ndarray:
+    """The batcher's ``prepare_fn`` (runs in its worker thread): bytes -> [1, 1, 28, 28].
+
+    Anything wrong with the image becomes an ApiError, which fails that upload alone.
+    """
+    try:
+        return preprocess_bytes(data, config)
+    except PreprocessingError as exc:
+        raise ApiError.from_preprocessing(exc) from exc
+    except Exception as exc:
+        # Exotic modes Pillow opens but cannot convert are still the client's image.
+        logger.warning("preprocessing failed unexpectedly: %r", exc)
+        raise ApiError(400, "invalid_image", f"the image could not be processed: {exc}") from exc
+
+
+def upload_preprocessor(settings: ServeSettings) -> Callable[[bytes], np.ndarray]:
+    return partial(preprocess_upload, config=PreprocessConfig(max_pixels=settings.max_pixels))
 
 
 class ModelService:
@@ -46,13 +62,10 @@ class ModelService:
         model: VerifiedModel,
         batcher: MicroBatcher,
         settings: ServeSettings,
-        executor: ThreadPoolExecutor,
     ) -> None:
         self.model = model
         self.batcher = batcher
         self.settings = settings
-        self._executor = executor
-        self._preprocess_config = PreprocessConfig(max_pixels=settings.max_pixels)
         self._class_names = model.predictor.class_names
         self._class_ids = range(len(self._class_names))
         self._threshold = settings.review_threshold
@@ -69,29 +82,6 @@ class ModelService:
             "model_version": self.model_version,
         }
 
-    # -- preprocessing (worker threads) -------------------------------------------------------
-
-    def _preprocess(self, data: bytes) -> np.ndarray:
-        try:
-            return preprocess_bytes(data, self._preprocess_config)
-        except PreprocessingError as exc:
-            raise ApiError.from_preprocessing(exc) from exc
-        except Exception as exc:
-            # Exotic modes Pillow opens but cannot convert are still the client's image.
-            logger.warning("preprocessing failed unexpectedly: %r", exc)
-            raise ApiError(
-                400, "invalid_image", f"the image could not be processed: {exc}"
-            ) from exc
-
-    def _preprocess_many(self, items: Sequence[bytes]) -> list[_Decoded]:
-        out: list[_Decoded] = []
-        for data in items:
-            try:
-                out.append(self._preprocess(data))
-            except ApiError as exc:
-                out.append(exc)
-        return out
-
     def _check_upload(self, data: bytes) -> None:
         if len(data) > self._max_upload:
             raise ApiError(
@@ -104,7 +94,7 @@ class ModelService:
 
     # -- inference ------------------------------------------------------------------------------
 
-    def _submit(self, items: Sequence[np.ndarray]) -> list[asyncio.Future[np.ndarray]]:
+    def _submit(self, items: Sequence[bytes]) -> list[asyncio.Future[np.ndarray]]:
         try:
             return self.batcher.submit_many(items)
         except OverloadedError as exc:
@@ -129,9 +119,7 @@ class ModelService:
     async def predict_bytes(self, data: bytes) -> dict[str, Any]:
         """One upload -> prediction dict; raises ApiError for anything the client got wrong."""
         self._check_upload(data)
-        loop = asyncio.get_running_loop()
-        x = await loop.run_in_executor(self._executor, self._preprocess, data)
-        probs = await self._submit((x,))[0]
+        probs = await self._submit((data,))[0]
         result = self.format_prediction(probs)
         if self.on_prediction is not None:
             self.on_prediction(result, len(data))
@@ -149,24 +137,20 @@ class ModelService:
                 todo.append(i)
             except ApiError as exc:
                 results[i] = {"error": exc.body(), "filename": filename}
-        loop = asyncio.get_running_loop()
-        decoded = await loop.run_in_executor(
-            self._executor, self._preprocess_many, [uploads[i][1] for i in todo]
-        )
-        ready: list[tuple[int, np.ndarray]] = []
-        for i, item in zip(todo, decoded, strict=True):
-            if isinstance(item, ApiError):
-                results[i] = {"error": item.body(), "filename": uploads[i][0]}
-            else:
-                ready.append((i, item))
-        if ready:
-            futures = self._submit([x for _, x in ready])
-            rows = await asyncio.gather(*futures)
-            for (i, _), probs in zip(ready, rows, strict=True):
-                prediction = {"filename": uploads[i][0], **self.format_prediction(probs)}
-                results[i] = prediction
-                if self.on_prediction is not None:
-                    self.on_prediction(prediction, len(uploads[i][1]))
+        if todo:
+            futures = self._submit([uploads[i][1] for i in todo])
+            rows = await asyncio.gather(*futures, return_exceptions=True)
+            for i, row in zip(todo, rows, strict=True):
+                filename, data = uploads[i]
+                if isinstance(row, ApiError):
+                    results[i] = {"error": row.body(), "filename": filename}
+                elif isinstance(row, BaseException):
+                    raise row  # the model failed, not the file: a 500 like the single route
+                else:
+                    prediction = {"filename": filename, **self.format_prediction(row)}
+                    results[i] = prediction
+                    if self.on_prediction is not None:
+                        self.on_prediction(prediction, len(data))
         return [r for r in results if r is not None]
 
     # -- startup --------------------------------------------------------------------------------

@@ -109,9 +109,6 @@ class ServeSettings(BaseSettings):
     )
     queue_size: int = Field(1024, ge=1, description="Queued images before answering 503.")
     retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 503 responses.")
-    preprocess_threads: int = Field(
-        2, ge=1, le=64, description="Threads that decode and preprocess uploads."
-    )
 
     intra_op_threads: int = Field(
         1, ge=0, le=256, description="onnxruntime intra-op threads (0: onnxruntime decides)."

@@ -1,0 +1,185 @@
+"""A lean path for ``POST /v1/predict``, the route that carries the traffic.
+
+For a 28x28 upload the model costs ~0.7 ms of CPU, and FastAPI's route machinery used to cost
+about as much again: routing, dependency resolution, python-multipart's streaming parser
+feeding a SpooledTemporaryFile, the exception-handling layers (docs/performance.md has the
+profile). This pure-ASGI middleware, the innermost one, answers the common request itself: a
+``multipart/form-data`` body holding exactly one part, ``name="file"`` with a file name. It
+reads the body (through the outer layers, so the size limit, the body deadline, API keys, CORS,
+the request id, metrics and the access log all still apply), slices the file out of it with
+two ``bytes.find`` calls and hands it to the same :class:`ModelService` call as the FastAPI
+route, so the answers and errors are the same.
+
+Anything else, or anything it does not fully understand (a second part, a quoted-pair in a
+header, a preamble, another field name), is replayed untouched to the FastAPI route, which
+stays the single definition of the endpoint's contract and of its error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from product_classifier.serving.errors import ApiError, error_response
+
+PREDICT_PATH = "/v1/predict"
+
+_MULTIPART = b"multipart/form-data"
+# RFC 2046 boundary characters (bare boundaries can't have the space). Anything fancier goes
+# to the FastAPI route.
+_BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=?]{1,70}")
+_QUOTED_BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+# The form fields the route accepts, written the way every client library writes them.
+_DISPOSITION = re.compile(
+    rb'\s*form-data\s*;\s*name="file"\s*;\s*filename="[^"\\\r\n]+"\s*', re.IGNORECASE
+)
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def multipart_boundary(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The boundary of a ``multipart/form-data`` request, or None if the type is anything else.
+
+    Only the plain ``multipart/form-data; boundary=X`` form is understood; other parameters or
+    odd spacing return None (and so the full parser).
+    """
+    for name, value in headers:
+        if name == b"content-type":
+            media_type, semicolon, parameter = value.partition(b";")
+            if not semicolon or media_type.strip().lower() != _MULTIPART:
+                return None
+            key, equals, boundary = parameter.strip().partition(b"=")
+            if not equals or key.lower() != b"boundary":
+                return None
+            if boundary[:1] == b'"':
+                boundary = boundary[1:-1] if boundary[-1:] == b'"' else b""
+                pattern = _QUOTED_BOUNDARY
+            else:
+                pattern = _BOUNDARY
+            return boundary if pattern.fullmatch(boundary) else None
+    return None
+
+
+def single_file_part(body: bytes, boundary: bytes) -> bytes | None:
+    """The content of the only part of ``body`` if it is the ``file`` upload, else None.
+
+    None means "not the simple case", never "invalid": the caller then lets the full parser
+    decide (and word the error).
+    """
+    delimiter = b"--" + boundary
+    if not body.startswith(delimiter + b"\r\n"):
+        return None
+    headers_start = len(delimiter) + 2
+    headers_end = body.find(b"\r\n\r\n", headers_start)
+    if headers_end < 0:
+        return None
+    content_start = headers_end + 4
+    content_end = body.find(b"\r\n" + delimiter, content_start)
+    if content_end < 0:
+        return None
+    if body[content_end + 2 + len(delimiter) :] not in (b"--", b"--\r\n"):
+        return None  # more parts, or an epilogue
+    disposition = None
+    for line in body[headers_start:headers_end].split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return None
+        if name.strip().lower() == b"content-disposition":
+            if disposition is not None:
+                return None
+            disposition = value
+    if disposition is None or _DISPOSITION.fullmatch(disposition) is None:
+        return None
+    return body[content_start:content_end]
+
+
+def json_body(content: dict[str, Any]) -> bytes:
+    # Byte-for-byte what starlette's JSONResponse renders, so both paths answer alike.
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+
+
+class FastPathStats:
+    """How many predict requests took which path (``app.state.fast_path``; tests read it)."""
+
+    def __init__(self) -> None:
+        self.answered = 0  # answered by the lean path
+        self.replayed = 0  # body read, then handed to the FastAPI route
+
+
+class FastPredictMiddleware:
+    def __init__(self, app: ASGIApp, *, stats: FastPathStats) -> None:
+        self.app = app
+        self.stats = stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PREDICT_PATH
+            or scope["method"] != "POST"
+            or (boundary := multipart_boundary(scope["headers"])) is None
+        ):
+            await self.app(scope, receive, send)
+            return
+        app_state = scope["app"].state
+        service = app_state.service
+        if service is None or not app_state.ready:
+            await self.app(scope, receive, send)  # the route words the 503
+            return
+        try:
+            body = await _read_body(receive)
+        except ApiError as exc:  # 408 body deadline, 413 size limit: as the route would say
+            await _send_error(scope, receive, send, exc)
+            return
+        if body is None:
+            return  # the client went away; the access log records a 499
+        data = single_file_part(body, boundary)
+        if data is None:
+            self.stats.replayed += 1
+            await self.app(scope, _replay(body, receive), send)
+            return
+        self.stats.answered += 1
+        try:
+            result = await service.predict_bytes(data)
+        except ApiError as exc:
+            await _send_error(scope, receive, send, exc)
+            return
+        result["model_version"] = service.model_version
+        result["request_id"] = scope["state"].get("request_id")
+        content = json_body(result)
+        headers = [(b"content-length", str(len(content)).encode("latin-1")), *_JSON_HEADERS]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # then the real stream: a disconnect, if the client leaves
+
+    return replay
+
+
+async def _send_error(scope: Scope, receive: Receive, send: Send, exc: ApiError) -> None:
+    response = error_response(Request(scope), exc.status_code, exc.code, exc.message, exc.headers)
+    await response(scope, receive, send)
