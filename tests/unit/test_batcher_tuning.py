@@ -198,11 +198,12 @@ def test_concurrency_must_be_positive(concurrency: int) -> None:
 @pytest.mark.parametrize(
     ("cores", "overrides", "expected"),
     [
-        (2, {}, 2),  # one worker, one thread per call: a model call per core
+        (2, {}, 1),  # auto: two workers, one model call each
+        (2, {"workers": 1}, 2),  # one worker, one thread per call: a model call per core
         (2, {"workers": 2}, 1),
         (8, {"workers": 2}, 4),
-        (4, {"intra_op_threads": 2}, 2),
-        (4, {"intra_op_threads": 0}, 1),  # onnxruntime already uses every core
+        (4, {"workers": 1, "intra_op_threads": 2}, 2),
+        (4, {"workers": 1, "intra_op_threads": 0}, 1),  # onnxruntime already uses every core
         (1, {"workers": 4}, 1),  # never below one
         (2, {"model_concurrency": 3}, 3),  # explicit wins
     ],
@@ -217,3 +218,19 @@ def test_auto_model_concurrency_shares_the_cores(
         if key.startswith(settings_mod.ENV_PREFIX):
             monkeypatch.delenv(key)
     assert settings_mod.load_settings(**overrides).batch_concurrency == expected
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "expected"),
+    [(1, 0, 1), (2, 0, 2), (16, 0, 4), (16, 6, 6), (2, 3, 3)],
+)
+def test_auto_workers_are_one_per_core_up_to_four(
+    monkeypatch: pytest.MonkeyPatch, cores: int, workers: int, expected: int
+) -> None:
+    from product_classifier.serving import settings as settings_mod
+
+    monkeypatch.setattr(settings_mod.os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    for key in list(settings_mod.os.environ):
+        if key.startswith(settings_mod.ENV_PREFIX):
+            monkeypatch.delenv(key)
+    assert settings_mod.load_settings(workers=workers).resolved_workers == expected

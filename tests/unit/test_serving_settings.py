@@ -22,7 +22,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults() -> None:
     s = load_settings()
-    assert (s.host, s.port, s.workers) == ("127.0.0.1", 8000, 1)
+    assert (s.host, s.port, s.workers) == ("127.0.0.1", 8000, 0)  # 0: one per core
     assert s.model_path == Path("artifacts/model.int8.onnx")  # INT8 is the default variant
     assert s.card_path == Path("artifacts/model_card.json")
     assert s.verify_sha256 is True
@@ -90,7 +90,7 @@ def test_invalid_values_name_the_variable_and_reason(
 
 def test_several_problems_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRODUCT_CLASSIFIER_PORT", "0")
-    monkeypatch.setenv("PRODUCT_CLASSIFIER_WORKERS", "0")
+    monkeypatch.setenv("PRODUCT_CLASSIFIER_WORKERS", "-1")
     with pytest.raises(SettingsError) as info:
         load_settings()
     assert "PRODUCT_CLASSIFIER_PORT" in str(info.value)

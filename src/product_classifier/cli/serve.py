@@ -7,14 +7,12 @@ with one readable paragraph and exit code 2 instead of a traceback from every wo
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-APP_FACTORY = "product_classifier.serving.app:create_app"
 
 
 def _fail(message: str) -> typer.Exit:
@@ -65,6 +63,8 @@ def serve(
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     try:
+        # The full load, runtime included: this process is replaced by the server right after
+        # (exec), so the memory it takes here is not kept.
         load_verified_model(settings.model_path, settings.card_path, verify=settings.verify_sha256)
     except ModelLoadError as exc:
         hint = ""
@@ -72,36 +72,26 @@ def serve(
             hint = f" (for development only: {env_name('verify_sha256')}=false)"
         raise _fail(f"cannot serve the model: {exc}{hint}") from None
 
-    # Worker processes rebuild the settings from the environment: hand the options down.
+    # Worker processes rebuild the settings from the environment: hand the options down, and
+    # the resolved worker count, which each worker needs to size its model slots.
     for key, value in overrides.items():
         if value is not None:
             os.environ[env_name(key)] = str(value)
+    os.environ[env_name("workers")] = str(settings.resolved_workers)
 
-    import uvicorn
-
-    from product_classifier.serving.logging_config import build_log_config
-    from product_classifier.serving.observability_multiprocess import prepare_multiprocess_dir
-
-    # Metrics add up across workers only if their directory exists before the workers start.
-    prepare_multiprocess_dir(settings.workers, enabled=settings.metrics_enabled)
-
-    has_uvloop = importlib.util.find_spec("uvloop") is not None
-    has_httptools = importlib.util.find_spec("httptools") is not None
-    uvicorn.run(
-        APP_FACTORY,
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        log_config=build_log_config(settings.log_level, settings.log_format),
-        access_log=settings.access_log,
-        loop="uvloop" if has_uvloop else "asyncio",
-        http="httptools" if has_httptools else "h11",
-        # Let in-flight requests finish on SIGTERM, but don't hang a deploy forever.
-        timeout_graceful_shutdown=30,
-        server_header=False,  # don't advertise the server software; one header less to write
-    )
+    # Become the server process (same PID, so signals reach uvicorn directly): a small entry
+    # point that imports only what serving needs (see serving/run.py for the memory saved).
+    argv = [sys.executable, "-m", "product_classifier.serving.run"]
+    argv += ["--host", settings.host, "--port", str(settings.port)]
+    argv += ["--workers", str(settings.resolved_workers)]
+    argv += ["--log-level", settings.log_level, "--log-format", settings.log_format]
+    if settings.access_log:
+        argv.append("--access-log")
+    if not settings.metrics_enabled:
+        argv.append("--no-metrics")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # nosec B606 - our own interpreter and module, no shell
 
 
 def register(app: typer.Typer) -> None:

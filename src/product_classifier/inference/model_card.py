@@ -93,6 +93,29 @@ class VerifiedModel:
     sha256_verified: bool = False
 
 
+def check_model_files(
+    model_path: str | Path, card_path: str | Path | None = None, *, verify: bool = True
+) -> tuple[dict[str, Any], Path, str | None]:
+    """The checks that need no onnxruntime: the files exist, the card reads, the hash matches.
+
+    Returns (card, card path, sha256 or None when unverified).
+    """
+    model_path = Path(model_path)
+    card_file = Path(card_path) if card_path is not None else default_card_path(model_path)
+    if not model_path.is_file():
+        raise ModelLoadError(f"model file not found: {model_path}")
+    if verify:
+        card = load_model_card(card_file)
+        return card, card_file, verify_sha256(model_path, card, card_file)
+    if card_file.is_file():
+        card = load_model_card(card_file)
+        logger.warning("sha256 verification is OFF: serving %s unchecked", model_path)
+    else:
+        card = {}
+        logger.warning("sha256 verification is OFF and %s is missing", card_file)
+    return card, card_file, None
+
+
 def load_verified_model(
     model_path: str | Path,
     card_path: str | Path | None = None,
@@ -108,19 +131,7 @@ def load_verified_model(
     from product_classifier.inference.predictor import OnnxPredictor
 
     model_path = Path(model_path)
-    card_file = Path(card_path) if card_path is not None else default_card_path(model_path)
-    sha: str | None = None
-    if not model_path.is_file():
-        raise ModelLoadError(f"model file not found: {model_path}")
-    if verify:
-        card = load_model_card(card_file)
-        sha = verify_sha256(model_path, card, card_file)
-    elif card_file.is_file():
-        card = load_model_card(card_file)
-        logger.warning("sha256 verification is OFF: serving %s unchecked", model_path)
-    else:
-        card = {}
-        logger.warning("sha256 verification is OFF and %s is missing", card_file)
+    card, card_file, sha = check_model_files(model_path, card_path, verify=verify)
     predictor = OnnxPredictor(model_path, options)
     card_version = card_entry(model_path, card).get("model_version")
     if card_version is not None and str(card_version) != predictor.model_version:

@@ -15,6 +15,7 @@ from functools import partial
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.telemetry import TelemetryConfig
 
 from product_classifier import __version__
 from product_classifier.inference.batcher import MicroBatcher
@@ -40,6 +41,10 @@ _DESCRIPTION = """Sorts product photos into Fashion-MNIST catalog categories.
 
 Upload an image as `multipart/form-data` (field `file`, or repeated `files` for a batch).
 Every error is JSON `{"error": {"code", "message"}, "request_id"}`."""
+
+
+# FastAPI's OpenTelemetry layer, switched off: the service has its own metrics and logs.
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def _load_model(settings: ServeSettings) -> VerifiedModel:
@@ -103,6 +108,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         lifespan=_lifespan,
         docs_url=None,  # /docs is served by serving/ui.py with local (offline) assets
         redoc_url=None,
+        telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
     )
     app.state.settings = settings
     app.state.ready = False

@@ -39,6 +39,7 @@ from product_classifier.serving.logging_config import (
     ACCESS_LOGGER,
     CURRENT_REQUEST,
     ensure_logging,
+    lean_log_records,
 )
 from product_classifier.serving.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 from product_classifier.serving.settings import ServeSettings
@@ -306,14 +307,15 @@ class Observer:
         @asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[Any]:
             self._started = time.monotonic()
-            async with inner(app) as state:
-                sha256 = app.state.service.model.sha256
-                self.started()
-                try:
-                    yield state
-                finally:
-                    self.metrics.set_ready(False)
-            self.stopped(sha256)
+            with lean_log_records():
+                async with inner(app) as state:
+                    sha256 = app.state.service.model.sha256
+                    self.started()
+                    try:
+                        yield state
+                    finally:
+                        self.metrics.set_ready(False)
+                self.stopped(sha256)
 
         return lifespan
 

@@ -39,6 +39,17 @@ MODEL_VARIANTS = {
     "fp32": Path("artifacts/model.onnx"),
 }
 
+# Auto-sized servers stop here: past a few processes, memory grows faster than throughput.
+MAX_AUTO_WORKERS = 4
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
@@ -63,7 +74,13 @@ class ServeSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", min_length=1, description="Interface to bind.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port to bind.")
-    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="uvicorn worker processes; 0: auto, one per usable core, at most "
+        f"{MAX_AUTO_WORKERS} (each worker is a process of ~115 MB; docs/performance.md).",
+    )
     log_level: LogLevel = Field("info", description="Log level for uvicorn and the service.")
     access_log: bool = Field(
         False, description="uvicorn access log (off by default: it costs ~10% throughput)."
@@ -104,8 +121,7 @@ class ServeSettings(BaseSettings):
         ge=0,
         le=64,
         description="Micro-batches run through the model at once per worker, one thread each. "
-        "0: auto, the cores this process may use divided by workers x intra_op_threads "
-        "(docs/performance.md: on 2 cores, 1 worker x 2 beats 2 workers on memory).",
+        "0: auto, the usable cores divided by workers x intra_op_threads.",
     )
     queue_size: int = Field(1024, ge=1, description="Queued images before answering 503.")
     retry_after_s: int = Field(1, ge=0, description="Retry-After sent with 503 responses.")
@@ -141,6 +157,12 @@ class ServeSettings(BaseSettings):
         "json", description="Log lines as JSON objects (for machines) or key=value text."
     )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    opentelemetry: bool = Field(
+        False,
+        description="FastAPI's native OpenTelemetry spans, metrics and logs, for a deployment "
+        "that configures an OpenTelemetry SDK. Off by default: even with nothing configured "
+        "it looks up three environment variables per request (~5% of a 28x28 request's CPU).",
+    )
     metrics_allowed_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(PRIVATE_NETWORKS),
         description="Client networks (CIDR) allowed to read /metrics; empty: any client. "
@@ -184,7 +206,9 @@ class ServeSettings(BaseSettings):
     @field_validator("providers")
     @classmethod
     def _known_providers(cls, value: list[str]) -> list[str]:
-        import onnxruntime as ort  # lazy: only validating needs it
+        if not value:  # the default: don't load onnxruntime into a process that won't use it
+            return value
+        import onnxruntime as ort  # lazy: only validating a list needs it
 
         known = ort.get_all_providers()
         resolved = [_PROVIDER_ALIASES.get(name.lower(), name) for name in value]
@@ -215,10 +239,19 @@ class ServeSettings(BaseSettings):
         """``model_concurrency`` with 0 resolved: one model call per core left to each worker."""
         if self.model_concurrency:
             return self.model_concurrency
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        cores = cores or os.cpu_count() or 1
+        cores = usable_cores()
         per_call = self.intra_op_threads or cores  # 0: onnxruntime takes every core
-        return max(1, cores // (self.workers * per_call))
+        return max(1, cores // (self.resolved_workers * per_call))
+
+    @property
+    def resolved_workers(self) -> int:
+        """``workers`` with 0 resolved: one process per usable core, at most MAX_AUTO_WORKERS.
+
+        One process per core because a worker's Python side (HTTP, multipart, decoding) holds
+        the GIL: on 2 cores one worker tops out near 2,000 28x28 requests/s with a core to
+        spare, two reach ~2,600 (docs/performance.md).
+        """
+        return self.workers or min(usable_cores(), MAX_AUTO_WORKERS)
 
     @property
     def card_path(self) -> Path:
