@@ -76,9 +76,6 @@ class TrainConfig(StrictModel):
     # Export with horizontal-flip test-time augmentation averaged inside the graph.
     tta_flip: bool = False
     distill: DistillConfig | None = None
-    # Fine-tuning: start from this checkpoint's weights (its EMA when it has one) instead of a
-    # random init; same architecture required. A resumed run ignores it.
-    init_checkpoint: Path | None = None
 
 
 class ExperimentConfig(StrictModel):

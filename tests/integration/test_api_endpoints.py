@@ -78,7 +78,7 @@ def test_model_info_has_card_and_runtime(server: LiveServer, contract_model: Pat
     assert runtime["providers"][-1] == "CPUExecutionProvider"
     assert runtime["model_version"] == "test-0"
     assert runtime["class_names"] == list(CLASS_NAMES)
-    assert runtime["batching"]["max_batch_size"] == 64
+    assert runtime["batching"]["max_batch_size"] == 32
 
 
 def test_openapi_docs(server: LiveServer) -> None:

@@ -185,12 +185,13 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("_no_env")
-def test_service_defaults_to_the_int8_variant(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_service_defaults_to_the_int8_cascade(monkeypatch: pytest.MonkeyPatch) -> None:
     from product_classifier.serving.settings import load_settings
 
     default = load_settings()
-    assert default.model_variant == "int8"
+    assert default.model_variant == "cascade"  # the INT8 model behind its first stage
     assert default.model_path == Path("artifacts/model.int8.onnx")
+    assert load_settings(model_variant="int8").model_path == Path("artifacts/model.int8.onnx")
     assert default.card_path == Path("artifacts/model_card.json")  # one card for both files
     assert load_settings(model_variant="fp32").model_path == Path("artifacts/model.onnx")
     monkeypatch.setenv("PRODUCT_CLASSIFIER_MODEL_VARIANT", "fp32")

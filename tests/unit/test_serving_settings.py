@@ -30,7 +30,7 @@ def test_defaults() -> None:
     assert s.max_upload_bytes == 10 * 1024 * 1024
     assert s.max_pixels == 40_000_000
     assert s.max_batch_files == 64
-    assert (s.max_batch_size, s.max_wait_ms, s.queue_size) == (64, 2.0, 1024)
+    assert (s.max_batch_size, s.max_wait_ms, s.queue_size) == (32, 2.0, 1024)
     assert s.intra_op_threads == 1
     assert s.providers == [] and s.cors_origins == []
 

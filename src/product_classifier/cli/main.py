@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "evaluate",
     "export",
     "quantize",
+    "cascade",
     "serve",
     "predict",
     "benchmark",

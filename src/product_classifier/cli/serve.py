@@ -65,7 +65,12 @@ def serve(
     try:
         # The full load, runtime included: this process is replaced by the server right after
         # (exec), so the memory it takes here is not kept.
-        load_verified_model(settings.model_path, settings.card_path, verify=settings.verify_sha256)
+        load_verified_model(
+            settings.model_path,
+            settings.card_path,
+            verify=settings.verify_sha256,
+            cascade=settings.model_variant == "cascade",
+        )
     except ModelLoadError as exc:
         hint = ""
         if "sha256" in str(exc) and settings.verify_sha256:

@@ -373,8 +373,19 @@ def record_variant(card_path: str | Path, name: str, entry: dict[str, Any]) -> N
     """Set ``card["variants"][name]``; every other key of the card is left as it was."""
     path = Path(card_path)
     card = json.loads(path.read_text(encoding="utf-8"))
-    variants = card.setdefault("variants", {})
-    variants[name] = entry
+    card.setdefault("variants", {})[name] = entry
+    _write_card(path, card)
+
+
+def record_section(card_path: str | Path, key: str, entry: dict[str, Any]) -> None:
+    """Set ``card[key]`` (e.g. the serving ``cascade``); the rest of the card is kept."""
+    path = Path(card_path)
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card[key] = entry
+    _write_card(path, card)
+
+
+def _write_card(path: Path, card: dict[str, Any]) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     os.replace(partial, path)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from product_classifier.inference.cascade import CascadePredictor
 from product_classifier.inference.errors import ModelLoadError
 
 if TYPE_CHECKING:  # the predictor module imports onnxruntime; keep this one light
@@ -82,11 +83,25 @@ def verify_sha256(model_path: str | Path, card: dict[str, Any], card_path: str |
     return actual
 
 
+def cascade_spec(model_path: str | Path, card: dict[str, Any]) -> dict[str, Any] | None:
+    """The card's ``cascade`` section if ``model_path`` is its second stage, else None."""
+    spec = card.get("cascade")
+    if not isinstance(spec, dict) or spec.get("second") != Path(model_path).name:
+        return None
+    first = spec.get("first")
+    if not isinstance(first, dict) or not isinstance(first.get("file"), str):
+        raise ModelLoadError("the model card's cascade has no first-stage 'file'")
+    threshold = spec.get("threshold")
+    if not isinstance(threshold, int | float) or not 0.0 < threshold <= 1.0:
+        raise ModelLoadError(f"the model card's cascade threshold {threshold!r} is not in (0, 1]")
+    return spec
+
+
 @dataclass(frozen=True)
 class VerifiedModel:
     """A loaded predictor plus the card it was checked against."""
 
-    predictor: OnnxPredictor
+    predictor: OnnxPredictor | CascadePredictor
     card: dict[str, Any] = field(default_factory=dict)
     card_path: Path | None = None
     sha256: str | None = None
@@ -122,24 +137,39 @@ def load_verified_model(
     *,
     verify: bool = True,
     options: PredictorOptions | None = None,
+    cascade: bool = False,
+    cascade_threshold: float | None = None,
 ) -> VerifiedModel:
     """Check the card's hash (unless ``verify`` is False), then load and validate the model.
 
     With ``verify=False`` a missing card is tolerated (development); a present but unreadable
-    card is still an error, because it means the artifacts are broken.
+    card is still an error, because it means the artifacts are broken. ``cascade=True`` puts
+    the card's first-stage model in front (inference/cascade.py) when the card has a cascade
+    for this file; its hash is checked the same way. ``cascade_threshold`` overrides the card's.
     """
     from product_classifier.inference.predictor import OnnxPredictor
 
     model_path = Path(model_path)
     card, card_file, sha = check_model_files(model_path, card_path, verify=verify)
-    predictor = OnnxPredictor(model_path, options)
+    loaded = OnnxPredictor(model_path, options)
     card_version = card_entry(model_path, card).get("model_version")
-    if card_version is not None and str(card_version) != predictor.model_version:
+    if card_version is not None and str(card_version) != loaded.model_version:
         logger.warning(
             "model card says model_version=%s but the ONNX metadata says %s",
             card_version,
-            predictor.model_version,
+            loaded.model_version,
         )
+    predictor: OnnxPredictor | CascadePredictor = loaded
+    spec = cascade_spec(model_path, card) if cascade else None
+    if spec is not None:
+        first_path = model_path.with_name(str(spec["first"]["file"]))
+        if verify:
+            verify_sha256(first_path, spec["first"], card_file)
+        elif not first_path.is_file():
+            raise ModelLoadError(f"cascade first-stage model not found: {first_path}")
+        first = OnnxPredictor(first_path, options)
+        threshold = cascade_threshold or float(spec["threshold"])
+        predictor = CascadePredictor(first, loaded, threshold)
     return VerifiedModel(
         predictor=predictor,
         card=card,

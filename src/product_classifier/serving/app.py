@@ -54,7 +54,12 @@ def _load_model(settings: ServeSettings) -> VerifiedModel:
         providers=tuple(settings.providers) or None,
     )
     model = load_verified_model(
-        settings.model_path, settings.card_path, verify=settings.verify_sha256, options=options
+        settings.model_path,
+        settings.card_path,
+        verify=settings.verify_sha256,
+        options=options,
+        cascade=settings.model_variant == "cascade",
+        cascade_threshold=settings.cascade_threshold,
     )
     # Warm the biggest batch too, so its buffers exist before the first burst of traffic.
     model.predictor.warmup(sorted({1, settings.max_batch_size}))

@@ -275,9 +275,6 @@ def train(
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     n_params = count_parameters(model)
-    if tc.init_checkpoint is not None and not (resume and (run_dir / "last.pt").exists()):
-        init, _ = model_from_checkpoint(tc.init_checkpoint)
-        model.load_state_dict(init.state_dict())
     ema = ModelEMA(model, tc.ema_decay) if tc.ema_decay else None
     optimizer = build_optimizer(model, config)
     per_rank = math.ceil(len(data.train_x) / ctx.world_size)
@@ -331,8 +328,6 @@ def train(
         if device.type == "cuda":
             teacher = teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         base_meta["teacher"] = str(tc.distill.teacher_checkpoint)
-    if tc.init_checkpoint is not None:
-        base_meta["init_checkpoint"] = str(tc.init_checkpoint)
     if device.type == "cuda":
         # The whole dataset fits in GPU memory; per-batch host copies would dominate.
         data = PreparedData(
