@@ -8,7 +8,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 .PHONY: help install install-serve serve test test-fast lint format typecheck data train train-release \
-        search evaluate export quantize benchmark loadtest test-notebooks docker-test clean docker-build docker-base audit actionlint security
+        search evaluate export quantize cascade benchmark loadtest test-notebooks docker-test clean docker-build docker-base audit actionlint security
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -65,10 +65,17 @@ train: install  ## Train the baseline CNN (~10 min on 2 cores) and evaluate it -
 	$(BIN)/product-classifier evaluate --model runs/baseline/best.pt --out-dir reports/baseline
 
 # The release: train (resumable: rerun to continue), export FP32 + card, quantise to INT8 (the
-# quantiser refuses a file that misses the quality bars), render docs/model_card.md.
-train-release: install  ## Train, export and quantise the released model into artifacts/
+# quantiser refuses a file that misses the quality bars), distil the student and put it in
+# front as the serving cascade (gated the same way), render docs/model_card.md.
+train-release: install  ## Train, export, quantise and cascade the released model into artifacts/
 	$(BIN)/product-classifier train --config configs/release.yaml --run-dir runs/release --resume --release
 	$(BIN)/product-classifier quantize
+	$(BIN)/product-classifier train --config configs/student.yaml --run-dir runs/student --resume
+	$(BIN)/product-classifier cascade runs/student/best.pt
+	$(BIN)/python scripts/render_model_card.py
+
+cascade: install  ## Student (runs/student/best.pt) in front of the INT8 model -> artifacts/ + card
+	$(BIN)/product-classifier cascade runs/student/best.pt
 	$(BIN)/python scripts/render_model_card.py
 
 quantize: install  ## artifacts/model.onnx -> artifacts/model.int8.onnx (static PTQ, QDQ)

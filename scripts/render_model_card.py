@@ -99,6 +99,82 @@ def _variants(card: dict[str, Any]) -> list[str]:
     ]
 
 
+def _cascade(card: dict[str, Any]) -> list[str]:
+    """The serving cascade: the distilled first stage, its threshold and what it costs."""
+    c = card.get("cascade")
+    if not c:
+        return []
+    first, test = c["first"], c["metrics"]["test"]
+    alone, released = first["test_metrics_alone"], c["second_stage_test"]
+    rows = [
+        (
+            f"first stage alone (`{first['file']}`)",
+            f"{first['parameters']:,}",
+            _pct(alone["accuracy"]),
+            f"{alone['macro_f1']:.4f}",
+            f"{alone['min_precision']:.3f}",
+            f"{alone['min_recall']:.3f}",
+        ),
+        (
+            f"released model alone (`{c['second']}`)",
+            f"{card['parameters']:,}",
+            _pct(released["accuracy"]),
+            f"{released['macro_f1']:.4f}",
+            f"{released['min_precision']:.3f}",
+            f"{released['min_recall']:.3f}",
+        ),
+        (
+            f"**cascade, threshold {c['threshold']} (served by default)**",
+            "",
+            _pct(test["accuracy"]),
+            f"{test['macro_f1']:.4f}",
+            f"{test['min_precision']:.3f}",
+            f"{test['min_recall']:.3f}",
+        ),
+    ]
+    grid = [
+        (
+            f"{r['threshold']:g}",
+            f"{100 * r['escalated']:.1f}%",
+            _pct(r["accuracy"]),
+            f"{r['min_precision']:.3f}",
+            f"{r['min_recall']:.3f}",
+        )
+        for r in c["validation"]["grid"]
+    ]
+    arch = first["architecture"]
+    return [
+        "## Serving cascade",
+        "",
+        f"`product-classifier serve` puts a distilled {arch['name']} "
+        f"({_params(arch['params'])}, {first['parameters']:,} parameters, teacher "
+        f"`{first.get('teacher')}`) in front of the INT8 model: it classifies every image, and "
+        f"only images whose top probability is below **{c['threshold']}** go to the released "
+        f"model ({100 * c['escalated_fraction']['test']:.1f}% of the test images, "
+        f"{100 * c['escalated_fraction']['validation']:.1f}% of the validation images). "
+        "Test-set figures:",
+        "",
+        *_table(
+            ["model", "parameters", "accuracy", "macro-F1", "min precision", "min recall"],
+            rows,
+            align="lrrrrr",
+        ),
+        "",
+        f"The threshold was chosen on the {c['validation']['images']:,} validation images "
+        f"(rule: {c['rule']}); on the test set it only has to pass the release gate:",
+        "",
+        *_table(
+            ["threshold", "escalated", "accuracy", "min precision", "min recall"],
+            grid,
+            align="rrrrr",
+        ),
+        "",
+        f"- `{first['file']}`: version `{first['model_version']}`, sha256 `{first['sha256']}`, "
+        f"{first['size_bytes'] / 1e6:.2f} MB",
+        "",
+    ]
+
+
 def render(card: dict[str, Any], source: str = "artifacts/model_card.json") -> str:
     """The card as Markdown; every number comes from ``card``."""
     test = card["metrics"]["test"]
@@ -175,6 +251,7 @@ def render(card: dict[str, Any], source: str = "artifacts/model_card.json") -> s
         "",
     ]
     out += _variants(card)
+    out += _cascade(card)
     if training:
         opt = config.get("optimizer", {})
         sched = config.get("scheduler", {})

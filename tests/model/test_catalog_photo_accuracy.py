@@ -25,6 +25,7 @@ from product_classifier.evaluation.photos import (
     build_photo_set,
     http_photo_predictor,
     local_photo_predictor,
+    raw_image_classifier,
     score_photos,
 )
 
@@ -55,23 +56,27 @@ def photos(test_set: tuple[np.ndarray, np.ndarray]) -> list[Photo]:
     return build_photo_set(images, labels, n=N_PHOTOS, seed=SEED)
 
 
-def _raw_predictions(model: Path, images: np.ndarray, photos: list[Photo]) -> np.ndarray:
-    from product_classifier.evaluation.evaluate import onnx_logits
+def _raw_predictions(
+    model: Path, images: np.ndarray, photos: list[Photo], cascade: bool = False
+) -> np.ndarray:
+    return raw_image_classifier(model, cascade)(images[[p.index for p in photos]])
 
-    return onnx_logits(model, images[[p.index for p in photos]]).argmax(axis=1)
 
-
-@pytest.mark.parametrize("model", [FP32, INT8], ids=["fp32", "int8"])
+@pytest.mark.parametrize(
+    ("model", "cascade"),
+    [(FP32, False), (INT8, False), (INT8, True)],
+    ids=["fp32", "int8", "cascade"],
+)
 def test_photo_accuracy_is_within_2pp_of_raw(
-    model: Path, photos: list[Photo], test_set: tuple[np.ndarray, np.ndarray]
+    model: Path, cascade: bool, photos: list[Photo], test_set: tuple[np.ndarray, np.ndarray]
 ) -> None:
     if not model.is_file():
         pytest.skip(f"{model} is not built")
     images, _ = test_set
     result = score_photos(
         photos,
-        local_photo_predictor(model)([p.data for p in photos]),
-        _raw_predictions(model, images, photos),
+        local_photo_predictor(model, cascade)([p.data for p in photos]),
+        _raw_predictions(model, images, photos, cascade),
     )
     print(f"\n{model.name}: {result.summary()}")
     assert result.n == N_PHOTOS and result.refused == 0
@@ -90,8 +95,8 @@ def _free_port() -> int:
 
 def test_the_http_service_gives_the_in_process_answers(photos: list[Photo], tmp_path: Path) -> None:
     """``evaluate --photos --url`` measures the real service: same bytes, same preprocessing,
-    same model -> the same classes as in-process."""
-    model = INT8 if INT8.is_file() else FP32
+    same model (the default: the INT8 model's cascade) -> the same classes as in-process."""
+    model = INT8
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRODUCT_CLASSIFIER_")}
     log = (tmp_path / "server.log").open("wb")
@@ -112,7 +117,7 @@ def test_the_http_service_gives_the_in_process_answers(photos: list[Photo], tmp_
             time.sleep(0.2)
         sample = [p.data for p in photos[:200]]
         over_http = http_photo_predictor(url)(sample)
-        in_process = local_photo_predictor(model)(sample)
+        in_process = local_photo_predictor(model, cascade=True)(sample)
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -33,6 +33,15 @@ def test_results_table_matches_the_model_card():
     assert f"{int8['macro_f1']:.4f}" in int8_row
     assert f"{int8['min_precision']:.3f}" in int8_row
     assert f"{int8['min_recall']:.3f}" in int8_row
+    cascade = CARD["cascade"]
+    cascade_test = cascade["metrics"]["test"]
+    cascade_row = next(line for line in table.splitlines() if "cascade" in line)
+    assert f"{cascade_test['accuracy'] * 100:.2f}%" in cascade_row
+    assert f"{cascade_test['macro_f1']:.4f}" in cascade_row
+    assert f"{cascade_test['min_precision']:.3f}" in cascade_row
+    assert f"{cascade_test['min_recall']:.3f}" in cascade_row
+    assert f"{100 * cascade['escalated_fraction']['test']:.1f}%" in cascade_row
+    assert f"{cascade['first']['parameters']:,}" in cascade_row
 
 
 def test_per_class_table_matches_the_model_card():

@@ -96,7 +96,8 @@ def serve(
         argv.append("--no-metrics")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, argv)  # nosec B606 - our own interpreter and module, no shell
+    # Our own interpreter and module, no shell involved.
+    os.execv(sys.executable, argv)  # nosec B606
 
 
 def register(app: typer.Typer) -> None:

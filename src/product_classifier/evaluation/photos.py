@@ -231,10 +231,33 @@ def score_photos(
     )
 
 
-def local_photo_predictor(model_path: str | Path) -> PredictFn:
+def raw_image_classifier(
+    model_path: str | Path, cascade: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 [N, 28, 28] -> class ids, with the model file alone or (``cascade``) the serving
+    cascade its card describes, loaded the way the service loads it."""
+    if not cascade:
+        from product_classifier.evaluation.evaluate import onnx_logits
+
+        return lambda images: onnx_logits(model_path, images).argmax(axis=1)
+    from product_classifier.inference.model_card import load_verified_model
+    from product_classifier.preprocessing import to_model_input
+
+    predictor = load_verified_model(model_path, cascade=True).predictor
+
+    def classify(images: np.ndarray) -> np.ndarray:
+        x = to_model_input(images)
+        rows = [predictor.predict_proba(x[i : i + 256]) for i in range(0, len(x), 256)]
+        return np.concatenate(rows).argmax(axis=1)
+
+    return classify
+
+
+def local_photo_predictor(model_path: str | Path, cascade: bool = False) -> PredictFn:
     """Classify encoded photos in-process, through the service's own preprocessing."""
-    from product_classifier.evaluation.evaluate import onnx_logits
     from product_classifier.preprocessing import PreprocessingError, decode_image, preprocess_image
+
+    classify = raw_image_classifier(model_path, cascade)
 
     def predict(datas: Sequence[bytes]) -> list[int | None]:
         canon: list[np.ndarray] = []
@@ -247,7 +270,7 @@ def local_photo_predictor(model_path: str | Path) -> PredictFn:
                 continue
         out: list[int | None] = [None] * len(datas)
         if canon:
-            preds = onnx_logits(model_path, np.stack(canon)).argmax(axis=1)
+            preds = classify(np.stack(canon))
             for i, pred in zip(ok, preds, strict=True):
                 out[i] = int(pred)
         return out

@@ -158,6 +158,7 @@ _SCENARIO_TITLES = {
     "steady_png": "28x28 PNG at a constant 100 req/s",
     "ramp_png": "28x28 PNG, closed loop, ramp (last step)",
     "hey_png": "28x28 PNG, hey, 64 connections",
+    "hey_png_hard": "28x28 PNG the first stage is unsure of (always escalated), hey, 64 conn.",
     "saturation_png": "28x28 PNG, closed loop, 64 connections",
     "saturation_jpeg": "600x600 JPEG, closed loop",
     "batch": "batch endpoint, closed loop",
@@ -300,6 +301,25 @@ def _best(rows: list[dict[str, Any]], pred: Callable[[dict[str, Any]], bool]) ->
     return max(candidates, key=lambda r: r["images_per_s"]) if candidates else {}
 
 
+def cascade_cost(results: Results) -> dict[str, Any] | None:
+    """CPU-ms per image of the served cascade: first stage + escalated share x second stage,
+    from this run's inference-only rows and the card's test-set escalation rate."""
+    cascade = results.get("cascade")
+    rows = results.get("inference_only", [])
+    if not cascade or not rows:
+        return None
+
+    def best(name: str) -> dict[str, Any]:
+        return _best([r for r in rows if Path(r.get("model", "")).name == name], lambda r: True)
+
+    first, second = best(cascade["first"]), best(cascade["second"])
+    if not first or not second:
+        return None
+    share = float(cascade["escalated_test"])
+    ms = first["cpu_ms_per_image"] + share * second["cpu_ms_per_image"]
+    return {"first": first, "second": second, "share": share, "cpu_ms_per_image": ms}
+
+
 def bottleneck_text(results: Results) -> str:
     all_rows = results.get("inference_only", [])
     tuned, http = results.get("tuned"), results.get("http_only")
@@ -321,27 +341,29 @@ def bottleneck_text(results: Results) -> str:
         ]
         header = ["model", "batch", "processes", "threads each", "images/s", "ms per call"]
         lines += [_table([*header, "CPU ms/image"], table_rows), ""]
-    single = _best(inference, lambda r: r["batch"] == 1 and r.get("processes", 1) == 1)
     ceiling = _best(inference, lambda r: True)
     png_scenario, _ = _png_saturation(http)
     http_rps = _stat(http, png_scenario, "rps")
     tuned_rps = _stat(tuned, _png_saturation(tuned)[0], "rps")
+    cost = cascade_cost(results)
+    if cost:
+        cores = results["machine"].get("cpu_count") or 1
+        lines.append(
+            f"* **The cascade** (inference/cascade.py): the first stage "
+            f"({results['cascade']['first']}) costs {fmt(cost['first']['cpu_ms_per_image'])} "
+            f"CPU-ms per image at its best batch, the released model "
+            f"({results['cascade']['second']}) {fmt(cost['second']['cpu_ms_per_image'])}. With "
+            f"{fmt(100 * cost['share'], 1)}% of the test images escalated (threshold "
+            f"{results['cascade']['threshold']}), an image costs ~"
+            f"{fmt(cost['cpu_ms_per_image'])} CPU-ms, so {cores} busy cores could classify "
+            f"~{fmt(1000 * cores / cost['cpu_ms_per_image'])} images/s (the released model "
+            f"alone: ~{fmt(1000 * cores / cost['second']['cpu_ms_per_image'])})."
+        )
     if ceiling and http_rps:
         lines.append(
-            f"* **Model ceiling** ({Path(main_model or '').name}): onnxruntime alone, on "
-            f"pre-made tensors, peaks at "
-            f"**{fmt(ceiling['images_per_s'])} images/s** on this machine (batch "
-            f"{ceiling['batch']}, {ceiling.get('processes', 1)} process(es)); one image at a time "
-            f"costs {fmt(single.get('cpu_ms_per_image'))} CPU-ms. **HTTP ceiling**: the same "
-            f"service on a trivial model (one Gemm) answers **{fmt(http_rps)} req/s** over 64 "
-            f"connections. The tuned service on the real model reaches {fmt(tuned_rps)} req/s, "
-            f"i.e. {fmt(100.0 * (tuned_rps or 0) / ceiling['images_per_s'], 0)}% of the model "
-            f"ceiling and {fmt(100.0 * (tuned_rps or 0) / http_rps, 0)}% of the HTTP ceiling: "
-            + (
-                "the model is the bottleneck."
-                if ceiling["images_per_s"] < http_rps
-                else "HTTP handling is the bottleneck."
-            )
+            f"* **HTTP ceiling**: the same service on a trivial model (one Gemm) answers "
+            f"**{fmt(http_rps)} req/s** over 64 connections; the served model reaches "
+            f"{fmt(tuned_rps)} req/s ({fmt(100.0 * (tuned_rps or 0) / http_rps, 0)}% of it)."
         )
     steady_cpu = _stat(tuned, "steady_png", "cpu_percent_machine")
     http_cpu = _stat(http, "steady_png", "cpu_percent_machine")
@@ -351,18 +373,18 @@ def bottleneck_text(results: Results) -> str:
             f"{fmt(http_cpu)}% with the trivial model: HTTP + decoding cost "
             f"{fmt(http_cpu)} points, the model the other {fmt(steady_cpu - http_cpu)}."
         )
-    lines += _out_of_reach(results, ceiling, http_rps, tuned_rps)
+    per_image = cost["cpu_ms_per_image"] if cost else ceiling.get("cpu_ms_per_image")
+    lines += _out_of_reach(results, per_image, http_rps, tuned_rps)
     return "\n".join(lines)
 
 
 def _out_of_reach(
-    results: Results, ceiling: dict[str, Any], http_rps: float | None, tuned_rps: float | None
+    results: Results, per_image: float | None, http_rps: float | None, tuned_rps: float | None
 ) -> list[str]:
-    """Why the throughput targets are (or are not) within reach, from this run's numbers."""
+    """What bounds each throughput target on this machine, from this run's numbers."""
     tuned, http = results.get("tuned"), results.get("http_only")
     cores = results["machine"].get("cpu_count") or 1
     lines = []
-    per_image = ceiling.get("cpu_ms_per_image") if ceiling else None
     scenario = _png_saturation(http)[0]
     http_cpu = _stat(http, scenario, "cpu_percent_machine")
     if per_image and http_rps and http_cpu:
@@ -370,24 +392,25 @@ def _out_of_reach(
         http_ms = http_cpu / 100.0 * cores * 1000.0 / http_rps
         bound = 1000.0 * cores / (per_image + http_ms)
         lines.append(
-            f"* **2,000 req/s of 28x28 PNGs**: a request costs {fmt(per_image)} CPU-ms of model "
-            f"(batched) plus {fmt(http_ms)} CPU-ms of HTTP, multipart and decoding (the "
+            f"* **2,000 req/s of 28x28 PNGs**: a request costs ~{fmt(per_image)} CPU-ms of "
+            f"model (batched) plus {fmt(http_ms)} CPU-ms of HTTP, multipart and decoding (the "
             f"trivial-model server at saturation), so {cores} fully busy cores serve at most "
-            f"~{fmt(bound)} req/s, before the load generator on the same cores takes its share."
+            f"~{fmt(bound)} req/s, before the load generator on the same cores takes its share; "
+            f"measured: {fmt(tuned_rps)} req/s."
         )
     if tuned_rps:
         connections = results["options"]["hey_connections"]
         lines.append(
             f"* **p95 <= 50 ms over {connections} connections**: by Little's law "
             f"{connections} connections at {fmt(tuned_rps)} req/s wait "
-            f"{fmt(1000 * connections / tuned_rps)} ms on average; even a 50 ms *mean* needs "
-            f"{fmt(connections / 0.05)} req/s, a 50 ms p95 more."
+            f"{fmt(1000 * connections / tuned_rps)} ms on average, so a 50 ms p95 needs well "
+            f"over {fmt(connections / 0.05)} req/s."
         )
     batch = _stat(tuned, "batch", "images_per_s")
     if per_image and batch is not None:
         limit = 1000.0 * cores / per_image
         lines.append(
-            f"* **5,000 images/s on the batch endpoint**: at {fmt(per_image)} CPU-ms per image "
+            f"* **5,000 images/s on the batch endpoint**: at ~{fmt(per_image)} CPU-ms per image "
             f"the model alone can do at most ~{fmt(limit)} images/s on {cores} fully busy "
             f"cores, before decoding and HTTP; the endpoint reached {fmt(batch)}."
         )
@@ -412,6 +435,8 @@ def extra_models_table(results: Results) -> str:
         if not server:
             continue
         name = Path(server.get("model", "")).name
+        if server.get("variant"):
+            name = f"{name} ({server['variant']})"
         values = [_stat(server, sc, key) for _, sc, key in columns]
         rows.append([name, *[fmt(v) for v in values], fmt(server["peak_rss_mb"])])
         rows.append(
@@ -462,33 +487,41 @@ def sweep_table(results: Results) -> str:
 # How the tuned server is set up and why; the live figures are in the tables around it. The
 # profile shares come from py-spy on this machine (2 cores, trivial model, 1 worker, hey -c 32).
 DESIGN_NOTES = """\
-* **Nothing CPU-heavy on the event loop.** An upload goes loop -> preprocessing thread pool
-  (`preprocess_threads`, decode + canonicalise) -> `MicroBatcher` queue -> onnxruntime in the
-  batcher's own thread(s) -> loop (JSON). In the py-spy profile, Pillow and numpy frames appear
-  only in the `preprocess_*` and `onnx-batch_*` threads.
-* **Micro-batching**: `max_batch_size` 16, `max_wait_ms` 1. The INT8 model's CPU per image is
-  flat beyond a batch of 8-16 (table above), and a 64-image call holds everyone behind it for
-  ~50 ms; a lone request waits at most 1 ms for company, and requests that arrive while the
-  model is busy form the next batch without waiting at all.
-* **One worker, two model calls at once** (`model_concurrency`, auto = cores / (workers x
-  intra_op_threads) = 2 here). Both cores run single-threaded model calls inside one process.
-  A second uvicorn worker (sweep table) gains 0-30% saturated throughput across our runs, since
-  with the INT8 model HTTP handling dominates and one interpreter runs it under one GIL; but it
-  costs ~210 MB more RSS (a supervisor plus a second copy of the interpreter, libraries and
-  model: over the 300 MB target) and 1-2.5 s more cold start (spawned workers re-import
-  everything). Where memory does not matter, `PRODUCT_CLASSIFIER_WORKERS=2` is the throughput
-  choice (model_concurrency then resolves to 1 per worker). onnxruntime intra-op threads cost
-  up to 20% more CPU per image on these small convolutions (table above).
+* **The model: a confidence cascade** (`inference/cascade.py`, built by `product-classifier
+  cascade`). The released ResNet-20 (width 32) costs ~0.7 CPU-ms per image even in INT8, which
+  alone caps two cores near 2,700 images/s before any HTTP. Its distilled width-16 student
+  costs ~0.25 ms; it answers every image, and only the ~5% it is unsure of (top probability
+  below the threshold chosen on validation data) go through the released model. Same test
+  accuracy as the released INT8 model (docs/model_card.md), ~2.5x less model CPU. The worst
+  case (every image escalated, the `hey_png_hard` row) is slower than the released model
+  alone, by the first stage's cost.
+* **One thread hop per request, nothing CPU-heavy on the event loop.** The upload's bytes go
+  straight into the `MicroBatcher` queue; its worker thread decodes and preprocesses each item
+  (`preprocess_upload`), runs the model once for the batch and resolves the futures. A
+  separate decode pool used to cost a second hop per request.
+* **A lean path for `POST /v1/predict`** (`serving/fast_predict.py`): a pure-ASGI handler
+  slices the single `file` part out of the body with two `bytes.find` calls and answers with
+  orjson, skipping FastAPI's routing, dependency injection, python-multipart and
+  `UploadFile`. It sits inside every other middleware (limits, API keys, CORS, request id,
+  metrics, access log). Anything unusual is replayed to the FastAPI route, which stays the one
+  definition of the contract and its errors; a Hypothesis test checks the two parsers agree.
+* **One worker per core** (`workers` 0 = auto, at most 4). A worker's Python side (HTTP,
+  multipart, decoding) holds the GIL: one worker tops out near 2,000 small requests/s with a
+  core to spare. `product-classifier serve` validates, loads the model once to fail fast, then
+  `exec`s a small entry point (`serving/run.py`), so the supervisor and the spawned workers
+  skip the CLI's imports (295 -> ~280 MB for the whole tree with 2 workers).
+* **Micro-batching**: `max_batch_size` 32 (64 was less steady at 64 connections and ~20 MB
+  larger), `max_wait_ms` 2. Waiting items are shared among the free model slots, so one big
+  batch never leaves a core idle.
 * **Bounded queue**: `queue_size` 1024 images; when full, `503 overloaded` with `Retry-After`
   at once (`test_overload_answers_503_with_retry_after` in tests/integration/test_api_errors.py).
-* **Per-request overhead** (py-spy): multipart parsing (Starlette + python-multipart) and
-  FastAPI's `UploadFile` dependency ~15-18% of the server's CPU, preprocessing a 28x28 PNG ~15%,
-  the hop to the preprocessing thread ~7%, the three `send` wrappers (request id,
-  observability, Starlette) ~8%, the JSON access-log line ~3-4%, `uuid4` request ids ~3%.
-  Handlers return plain dicts in a `JSONResponse`, so there is no pydantic response validation
-  (the schemas only feed OpenAPI). The next cut, once HTTP rather than the model is the
-  bottleneck: a single-part multipart fast path for `/v1/predict`, falling back to FastAPI's
-  parser for anything unusual.
+* **Per-request overhead removed** (py-spy and cProfile on this machine): FastAPI's native
+  OpenTelemetry layer (off unless `opentelemetry=true`; it read three environment variables
+  per request), `uuid4` request ids (a random per-process prefix and a counter now),
+  `asyncio.wait_for` in the body deadline (a task per read; `asyncio.timeout_at` now), the
+  logging module's stack walk per record (`logging._srcfile` off while serving), `json.dumps`
+  (orjson for responses and log lines), a copy in `ImageOps.exif_transpose`, `np.median` on 108
+  border pixels.
 * **Catalog JPEGs**: a full-size decode of a 600x600 JPEG costs ~3.5 ms of the ~5 ms a JPEG
   request needs; `Image.draft("L", ...)` makes libjpeg decode at 1/4 scale in ~0.8 ms. That
   change belongs in `preprocessing.py` and moves pixels slightly, so it needs the accuracy
@@ -625,9 +658,10 @@ def render_markdown(results: Results, soak_png: str | None) -> str:
     extra = extra_models_table(results)
     if extra:
         out += [
-            "## Other models on the same service",
+            "## Other model variants on the same service",
             "",
-            "The tuned settings with another model file (shorter plan: constant rate "
+            "The same settings serving another variant of the released files, e.g. the INT8 "
+            "model alone without the cascade (shorter plan: constant rate "
             f"{fmt(min(o['steady_s'], 30.0))} s, hey, JPEG and batch).",
             "",
             extra,

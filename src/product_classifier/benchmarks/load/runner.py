@@ -23,9 +23,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
+
 from product_classifier.benchmarks.load import hey as hey_mod
 from product_classifier.benchmarks.load.monitor import TreeMonitor
-from product_classifier.benchmarks.load.payloads import CONTENT_TYPE, build_pool
+from product_classifier.benchmarks.load.payloads import CONTENT_TYPE, build_pool, sample_test_images
 from product_classifier.benchmarks.load.server import ServerProcess, free_port, start_server
 
 Log = Callable[[str], None]
@@ -55,26 +58,22 @@ class TunedSettings:
         return ", ".join(parts) or "defaults"
 
 
-# Configurations tried by the sweep (docs/performance.md explains the pick): processes vs
-# onnxruntime threads vs concurrent model calls in one process, then batch size and wait.
+# Configurations tried by the sweep (docs/performance.md explains the pick): one process with
+# two model calls at once vs one process per core, then the micro-batch cap and wait.
 SWEEP: tuple[TunedSettings, ...] = (
-    TunedSettings(workers=1, intra_op_threads=1, model_concurrency=1, max_batch_size=16),
-    TunedSettings(workers=1, intra_op_threads=2, model_concurrency=1, max_batch_size=16),
-    TunedSettings(workers=2, intra_op_threads=1, model_concurrency=1, max_batch_size=16),
-    TunedSettings(workers=1, intra_op_threads=1, model_concurrency=2, max_batch_size=16),
-    TunedSettings(workers=1, model_concurrency=2, max_batch_size=8),
     TunedSettings(workers=1, model_concurrency=2, max_batch_size=32),
-    TunedSettings(workers=1, model_concurrency=2, max_batch_size=64),
-    TunedSettings(workers=1, model_concurrency=2, max_batch_size=16, max_wait_ms=0.0),
-    TunedSettings(workers=1, model_concurrency=2, max_batch_size=16, max_wait_ms=2.0),
+    TunedSettings(workers=1, intra_op_threads=2, model_concurrency=1, max_batch_size=32),
+    TunedSettings(workers=2, max_batch_size=16),
+    TunedSettings(workers=2, max_batch_size=32),
+    TunedSettings(workers=2, max_batch_size=64),
+    TunedSettings(workers=2, max_batch_size=32, max_wait_ms=0.0),
+    TunedSettings(workers=2, max_batch_size=32, max_wait_ms=1.0),
 )
 
-# What the tuned run uses on top of the service's defaults (chosen with the sweep; see the
-# "Choosing" section of docs/performance.md): one worker whose model_concurrency (auto: one
-# model call per core) keeps both cores busy, micro-batches of at most 16 (the INT8 model gains
-# nothing per image beyond that, and a 64-image call holds up everyone behind it) and a 1 ms
-# wait (a lone request barely waits; a burst still forms a batch).
-TUNED = TunedSettings(max_batch_size=16, max_wait_ms=1.0)
+# The measured server runs the service's own defaults, i.e. exactly what `product-classifier
+# serve` runs; they were chosen with the sweep above (see the "Choosing" section of
+# docs/performance.md).
+TUNED = TunedSettings()
 
 
 def service_default_model() -> Path:
@@ -87,8 +86,9 @@ def service_default_model() -> Path:
 @dataclass
 class LoadOptions:
     model: Path = field(default_factory=service_default_model)
-    # Other models measured with a short plan (e.g. FP32 next to the default INT8).
-    extra_models: tuple[Path, ...] = (Path("artifacts/model.onnx"),)
+    # Other model variants of the same files, measured with a short plan (serving/settings.py
+    # MODEL_VARIANTS; e.g. the INT8 model alone, without the cascade's first stage).
+    extra_variants: tuple[str, ...] = ("int8",)
     baseline_checkpoint: Path | None = Path("runs/release/best.pt")
     out_dir: Path = Path("reports/performance")
     docs: Path | None = Path("docs/performance.md")
@@ -140,7 +140,7 @@ class LoadOptions:
             soak_bucket_s=1.0,
             cold_start_runs=1,
             inference_probe_s=0.3,
-            extra_models=(),
+            extra_variants=(),
             sweep=False,
             sample_interval_s=0.2,
             rate_warmup_s=0.3,
@@ -225,6 +225,9 @@ class Target:
     command: Callable[[int], list[str]]
     env: dict[str, str]
     model: str = ""
+    variant: str = ""
+    # Plans may run "hey_hard" (an image the cascade always escalates) when this is set.
+    hard_body: bytes | None = None
 
 
 class Runner:
@@ -272,12 +275,16 @@ class Runner:
         results: list[dict[str, Any]] = json.loads(out_path.read_text())["scenarios"]
         return results
 
-    def hey(self, host: str, seconds: float | None = None) -> dict[str, Any] | None:
+    def hey(
+        self, host: str, seconds: float | None = None, payload: bytes | None = None
+    ) -> dict[str, Any] | None:
         if hey_mod.hey_path() is None:
             self.log("  hey not installed (apt-get install -y hey): skipping the hey run")
             return None
-        body = self.workdir / "body-png.bin"
-        if not body.exists():
+        body = self.workdir / ("body-png.bin" if payload is None else "body-png-hard.bin")
+        if payload is not None:
+            body.write_bytes(payload)
+        elif not body.exists():
             body.write_bytes(build_pool(png_count=1, jpeg_count=0, batch_count=0).png[0])
         return hey_mod.run_hey(
             f"{host}/v1/predict",
@@ -312,11 +319,16 @@ class Runner:
         scenarios: dict[str, Any] = {}
         try:
             for item in plan:
-                if item == "hey":
-                    result = self.hey(server.base_url, hey_s)
+                if item in ("hey", "hey_hard"):
+                    hard = item == "hey_hard"
+                    if hard and target.hard_body is None:
+                        continue
+                    result = self.hey(server.base_url, hey_s, target.hard_body if hard else None)
                     if result is not None:
-                        scenarios["hey_png"] = self._attach(result, monitor)
-                        self._log_stats("hey_png", result)
+                        name = "hey_png_hard" if hard else "hey_png"
+                        result["cascade"] = _cascade_counters(server.base_url)
+                        scenarios[name] = self._attach(result, monitor)
+                        self._log_stats(name, result)
                     continue
                 assert isinstance(item, list)
                 for result in self.drive(server.base_url, item):
@@ -335,6 +347,7 @@ class Runner:
         return {
             "label": target.label,
             "model": target.model,
+            "variant": target.variant,
             "description": target.description,
             "env": target.env,
             "cold_start_s": cold,
@@ -361,6 +374,7 @@ class Runner:
         return [
             [steady_scenario(o, o.steady_s), ramp_scenario(o)],
             "hey",
+            "hey_hard",
             [
                 saturation_scenario("saturation_jpeg", {"jpeg": 1}, o.jpeg_users, o.saturation_s),
                 saturation_scenario("batch", {"batch": 1}, o.batch_users, o.saturation_s),
@@ -393,13 +407,22 @@ class Runner:
             "hey",
         ]
 
-    def tuned_target(self, settings: TunedSettings, model: Path, label: str) -> Target:
+    def tuned_target(
+        self, settings: TunedSettings, model: Path, label: str, variant: str | None = None
+    ) -> Target:
+        env = settings.env()
+        if variant is not None:
+            env[f"{SERVICE_ENV_PREFIX}MODEL_VARIANT"] = variant
+        served = variant or _default_variant()
+        first = _cascade_first_stage(model) if served == "cascade" else None
         return Target(
             label,
-            f"product-classifier serve, {model} ({settings.label()})",
+            f"product-classifier serve, {model}, variant {served} ({settings.label()})",
             lambda port: _service_cmd(port, model),
-            settings.env(),
+            env,
             str(model),
+            served,
+            _least_confident_png(first) if first is not None else None,
         )
 
     # -- the whole run ------------------------------------------------------------------------
@@ -454,9 +477,10 @@ class Runner:
         self.log(f"load average at start: {load_start}")
         self.log("[inference only]")
         results["inference_only"] = self.inference_only(o.model)
-        extras = [m for m in o.extra_models if m.is_file() and m.resolve() != o.model.resolve()]
-        for model in extras:
-            results["inference_only"] += self.inference_only(model)
+        first_stage = _cascade_first_stage(o.model)
+        if first_stage is not None:
+            results["inference_only"] += self.inference_only(first_stage)
+            results["cascade"] = _cascade_summary(o.model)
         if o.sweep:
             results["sweep"] = self.run_sweep()
         results["tuned"] = self.measure(
@@ -465,8 +489,8 @@ class Runner:
             o.cold_start_runs,
         )
         results["extra_models"] = [
-            self.measure(self.tuned_target(o.settings, m, "extra"), self.extra_plan(), 1)
-            for m in extras
+            self.measure(self.tuned_target(o.settings, o.model, "extra", v), self.extra_plan(), 1)
+            for v in o.extra_variants
         ]
         if o.http_only:
             trivial = self._trivial_model()
@@ -504,6 +528,65 @@ class Runner:
         model = build_contract_model(self.workdir / "trivial" / "model.onnx", seed=0)
         write_model_card(model)
         return model
+
+
+def _default_variant() -> str:
+    from product_classifier.serving.settings import ServeSettings
+
+    return str(ServeSettings.model_fields["model_variant"].default)
+
+
+def _cascade_first_stage(model: Path) -> Path | None:
+    """The first-stage file of the cascade the card beside ``model`` describes, if any."""
+    from product_classifier.inference.model_card import (
+        cascade_spec,
+        default_card_path,
+        load_model_card,
+    )
+
+    card_path = default_card_path(model)
+    if not card_path.is_file():
+        return None
+    spec = cascade_spec(model, load_model_card(card_path))
+    return model.with_name(spec["first"]["file"]) if spec else None
+
+
+def _cascade_summary(model: Path) -> dict[str, Any]:
+    from product_classifier.inference.model_card import default_card_path, load_model_card
+
+    spec = load_model_card(default_card_path(model))["cascade"]
+    return {
+        "first": spec["first"]["file"],
+        "second": spec["second"],
+        "threshold": spec["threshold"],
+        "escalated_test": spec["escalated_fraction"]["test"],
+    }
+
+
+def _least_confident_png(first_stage: Path, count: int = 256) -> bytes:
+    """The pool's PNG body the cascade's first stage is least sure of: every request with it
+    is escalated to the big model, the cascade's worst case."""
+    from product_classifier.inference.predictor import OnnxPredictor
+    from product_classifier.preprocessing import to_model_input
+
+    images = sample_test_images(count)
+    confidence = OnnxPredictor(first_stage).predict_proba(to_model_input(images)).max(axis=1)
+    body: bytes = build_pool(png_count=count, jpeg_count=0, batch_count=0).png[
+        int(np.argmin(confidence))
+    ]
+    return body
+
+
+def _cascade_counters(host: str) -> dict[str, Any] | None:
+    """The cascade counters of whichever worker answers (a sample with several workers)."""
+    try:
+        runtime = httpx.get(f"{host}/v1/model", timeout=5.0).json()["runtime"]
+    except (httpx.HTTPError, KeyError, ValueError):
+        return None
+    cascade: dict[str, Any] | None = runtime.get("cascade")
+    if cascade is None:
+        return None
+    return {k: cascade[k] for k in ("threshold", "rows", "escalated", "escalated_fraction")}
 
 
 def _jsonable(value: Any) -> Any:
