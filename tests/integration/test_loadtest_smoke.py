@@ -31,7 +31,8 @@ from product_classifier.benchmarks.load.report import CHECKS, soak_growth
 from product_classifier.benchmarks.load.stats import Record, summarize
 from product_classifier.preprocessing import preprocess_bytes
 
-MODEL = REPO_ROOT / "artifacts" / "model.onnx"
+# The service's default: the INT8 model behind the cascade's first stage.
+MODEL = REPO_ROOT / "artifacts" / "model.int8.onnx"
 LOCUST_SCENARIOS = {"steady_png", "ramp_png", "saturation_jpeg", "batch", "mix", "soak_png"}
 
 
@@ -93,6 +94,14 @@ def test_smoke_run_measures_every_scenario_and_writes_the_report(tmp_path: Path)
 
     tuned = results["tuned"]["scenarios"]
     assert [s["users"] for s in tuned["ramp_png"]["steps"]] == [1, 8]
+    # The cascade: both stages probed, its worst case (every request escalated) measured.
+    assert results["tuned"]["variant"] == "cascade"
+    assert results["cascade"]["first"] == "model.student.int8.onnx"
+    probed = {Path(row["model"]).name for row in results["inference_only"]}
+    assert probed == {"model.int8.onnx", "model.student.int8.onnx"}
+    hard = tuned.get("hey_png_hard")
+    if hard is not None:  # hey is installed
+        assert hard["cascade"]["escalated"] > 0
     # The batch scenario counts images, not requests: 8 files per request in smoke mode.
     batch = tuned["batch"]["stats"]
     assert batch["images_per_s"] == pytest.approx(8 * batch["rps"])
@@ -104,6 +113,7 @@ def test_smoke_run_measures_every_scenario_and_writes_the_report(tmp_path: Path)
     text = docs.read_text()
     for heading in ("## Targets", "## Where the time goes", "## Scenarios", "## Soak"):
         assert heading in text
+    assert "**The cascade**" in text
     for check in CHECKS:
         assert check.name in text
     assert "Smoke run" in text
