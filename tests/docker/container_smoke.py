@@ -76,20 +76,24 @@ def _served_model(url: str, artifacts: Path) -> Path:
 
 
 def check_predictions(url: str, artifacts: Path) -> list[str]:
-    """Container answers == host-side onnxruntime on the same file and PNGs; accuracy holds."""
+    """Container answers == host-side onnxruntime on the same files and PNGs; accuracy holds."""
     # Imported here: `wait-ready` must start polling at once.
     import numpy as np
 
     from product_classifier.constants import CLASS_NAMES
     from product_classifier.data.fashion_mnist import load_fashion_mnist
-    from product_classifier.inference.predictor import OnnxPredictor
+    from product_classifier.inference.model_card import load_verified_model
     from product_classifier.preprocessing import preprocess_bytes
 
     images, labels = load_fashion_mnist("test")
     idx = np.linspace(0, len(images) - 1, N_IMAGES).astype(int)
     pngs = [_png(images[i]) for i in idx]
     model = _served_model(url, artifacts)
-    predictor = OnnxPredictor(model)
+    # The same cascade the container serves by default (its first stage comes from the card).
+    served_version = _get_json(f"{url}/v1/model")["runtime"]["model_version"]
+    cascade = served_version.endswith("+cascade")
+    predictor = load_verified_model(model, cascade=cascade).predictor
+    assert predictor.model_version == served_version, (predictor.model_version, served_version)
     batch = np.concatenate([preprocess_bytes(p) for p in pngs])
     host_proba = predictor.predict_proba(batch)
     host_top1 = host_proba.argmax(axis=1)

@@ -174,3 +174,32 @@ def test_a_card_for_another_file_does_not_apply(tmp_path: Path) -> None:
     card["cascade"]["second"] = "other.onnx"
     (tmp_path / "model_card.json").write_text(json.dumps(card))
     assert not isinstance(load_verified_model(model, cascade=True).predictor, CascadePredictor)
+
+
+def test_the_service_serves_the_cascade_and_counts_escalations(tmp_path: Path) -> None:
+    import asyncio
+    import io
+
+    import httpx
+    from PIL import Image
+
+    from product_classifier.serving.app import create_app
+    from product_classifier.serving.settings import ServeSettings
+
+    model = _cascade_dir(tmp_path, threshold=1.0)  # 1.0: every image is escalated
+    app = create_app(ServeSettings(model_path=model))
+    buf = io.BytesIO()
+    Image.fromarray(np.arange(784, dtype=np.uint8).reshape(28, 28)).save(buf, "PNG")
+
+    async def scenario() -> tuple[dict[str, Any], str]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                answer = await client.post("/v1/predict", files={"file": ("a.png", buf.getvalue())})
+                metrics = await client.get("/metrics")
+                return answer.json(), metrics.text
+
+    answer, metrics = asyncio.run(scenario())
+    assert answer["model_version"] == "big-1+cascade"
+    assert "cascade_images_total 1.0" in metrics
+    assert "cascade_escalated_total 1.0" in metrics

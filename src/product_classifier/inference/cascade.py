@@ -14,7 +14,7 @@ the images escalated, i.e. about 0.32 ms instead of 0.72 ms of CPU per image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -51,6 +51,8 @@ class CascadePredictor:
         # enough under the GIL for a statistic).
         self.rows = 0
         self.escalated = 0
+        # Metrics hook: (images, escalated) after each call, in the calling (worker) thread.
+        self.on_batch: Callable[[int, int], None] | None = None
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         probs = self.first.predict_proba(batch)
@@ -59,6 +61,8 @@ class CascadePredictor:
             probs[unsure] = self.second.predict_proba(batch[unsure])
         self.rows += len(batch)
         self.escalated += len(unsure)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), len(unsure))
         return probs
 
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:

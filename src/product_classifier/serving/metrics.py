@@ -206,6 +206,16 @@ class ServiceMetrics:
             ["category"],
             registry=r,
         )
+        self.cascade_images = Counter(
+            "cascade_images",
+            "Images the cascade's first stage classified (inference/cascade.py).",
+            registry=r,
+        )
+        self.cascade_escalated = Counter(
+            "cascade_escalated",
+            "Images the first stage was unsure of, answered by the released model instead.",
+            registry=r,
+        )
         self.model_info = Gauge(
             "model_info",
             "The model being served (value 1).",
@@ -255,6 +265,12 @@ class ServiceMetrics:
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.inference_duration.observe(seconds)
+
+    def observe_cascade(self, images: int, escalated: int) -> None:
+        """CascadePredictor hook, once per model call (in the batch's worker thread)."""
+        self.cascade_images.inc(images)
+        if escalated:
+            self.cascade_escalated.inc(escalated)
 
     def observe_prediction(self, category: str, confidence: float, needs_review: bool) -> None:
         children = self._category_children.get(category)

@@ -34,6 +34,7 @@ from fastapi.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from product_classifier.inference.cascade import CascadePredictor
 from product_classifier.serving.errors import ApiError, error_response
 from product_classifier.serving.logging_config import (
     ACCESS_LOGGER,
@@ -260,6 +261,8 @@ class Observer:
         # Hooks are attached after warm-up, so the warm-up image is not counted as traffic.
         service.on_prediction = self.on_prediction
         service.batcher.on_batch = self.metrics.observe_batch
+        if isinstance(predictor, CascadePredictor):
+            predictor.on_batch = self.metrics.observe_cascade
         self.metrics.set_ready(True)
         logger.info(
             "startup",
