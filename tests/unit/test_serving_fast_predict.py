@@ -19,10 +19,15 @@ from starlette.formparsers import MultiPartParser
 
 from product_classifier.inference.contract_model import build_contract_model, write_model_card
 from product_classifier.serving.app import create_app
-from product_classifier.serving.fast_predict import multipart_boundary, single_file_part
+from product_classifier.serving.fast_predict import (
+    file_parts,
+    multipart_boundary,
+    single_file_part,
+)
 from product_classifier.serving.settings import ServeSettings
 
 BOUNDARY = b"----pc-test-boundary-7MA4YWxk"
+CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY.decode()}"
 
 
 def body_of(parts: list[tuple[bytes, bytes]], boundary: bytes = BOUNDARY) -> bytes:
@@ -54,6 +59,24 @@ def full_parser(body: bytes, boundary: bytes = BOUNDARY) -> list[tuple[str, Any]
             else:
                 items.append((key, value))
         return items
+
+    return asyncio.run(parse())
+
+
+def full_parser_files(body: bytes, boundary: bytes = BOUNDARY) -> list[tuple[str | None, bytes]]:
+    """(file name, content) of each file part, as Starlette's parser sees them."""
+
+    async def parse() -> list[tuple[str | None, bytes]]:
+        async def stream() -> Any:
+            yield body
+
+        headers = Headers({"content-type": f"multipart/form-data; boundary={boundary.decode()}"})
+        form = await MultiPartParser(headers, stream()).parse()
+        return [
+            (value.filename, await value.read())
+            for _, value in form.multi_items()
+            if isinstance(value, UploadFile)
+        ]
 
     return asyncio.run(parse())
 
@@ -93,6 +116,27 @@ def test_never_disagrees_with_the_full_parser(
         assert full == [("file", lean)]
     if b"\r\n--" + BOUNDARY not in content:
         assert lean == content  # the common case always takes the lean path
+
+
+@given(
+    files=st.lists(
+        st.tuples(
+            st.from_regex(r"[A-Za-z0-9_. éü-]{1,12}", fullmatch=True), st.binary(max_size=300)
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+@settings(max_examples=150, deadline=None)
+def test_batch_slicing_agrees_with_the_full_parser(files: list[tuple[str, bytes]]) -> None:
+    body = body_of([file_part(data, b"files", name.encode()) for name, data in files])
+    lean = file_parts(body, BOUNDARY, b"files")
+    full = full_parser(body)
+    assert full == [("files", data) for _, data in files]
+    if lean is not None:
+        assert lean == full_parser_files(body)
+    if not any(b"\r\n--" + BOUNDARY in data for _, data in files):
+        assert lean == files  # the common case always takes the lean path
 
 
 @pytest.mark.parametrize(
@@ -192,6 +236,65 @@ def test_fast_path_and_route_give_the_same_answers(app_settings: ServeSettings) 
     assert answers["ok"][0][0] == 200
     assert answers["text"][0][1]["error"]["code"] == "unsupported_media_type"
     assert answers["empty"][0][1]["error"]["code"] == "empty_file"
+
+
+def test_batch_fast_path_and_route_give_the_same_answers(app_settings: ServeSettings) -> None:
+    app = create_app(app_settings)
+    parts = [
+        file_part(_png(1), b"files", b"one.png"),
+        file_part(b"not an image", b"files", b"notes.txt"),
+        file_part(_png(2), b"files", b"dir/two.png"),
+        file_part(b"", b"files", b"empty.png"),
+    ]
+    note = (b'Content-Disposition: form-data; name="note"', b"n")
+
+    async def scenario() -> list[tuple[int, dict[str, Any]]]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                answers = []
+                for body in (body_of(parts), body_of([*parts, note])):
+                    response = await client.post(
+                        "/v1/predict/batch",
+                        content=body,
+                        headers={"content-type": CONTENT_TYPE},
+                    )
+                    answers.append((response.status_code, response.json()))
+                return answers
+
+    (fast_status, fast), (routed_status, routed) = asyncio.run(scenario())
+    assert (app.state.fast_path.answered, app.state.fast_path.replayed) == (1, 1)
+    assert fast_status == routed_status == 200
+    assert fast.pop("request_id") != routed.pop("request_id")
+    assert fast == routed
+    results = fast["results"]
+    assert [r["filename"] for r in results] == ["one.png", "notes.txt", "two.png", "empty.png"]
+    assert [r.get("error", {}).get("code") for r in results] == [
+        None,
+        "unsupported_media_type",
+        None,
+        "empty_file",
+    ]
+
+
+def test_too_many_batch_files_are_left_to_the_route(app_settings: ServeSettings) -> None:
+    app = create_app(app_settings.model_copy(update={"max_batch_files": 2}))
+    parts = [file_part(_png(i), b"files", f"{i}.png".encode()) for i in range(3)]
+
+    async def scenario() -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return await client.post(
+                    "/v1/predict/batch",
+                    content=body_of(parts),
+                    headers={"content-type": CONTENT_TYPE},
+                )
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_many_files"
+    assert app.state.fast_path.replayed == 1
 
 
 def test_fast_path_keeps_the_upload_limit(app_settings: ServeSettings) -> None:

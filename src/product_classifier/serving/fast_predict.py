@@ -1,18 +1,19 @@
-"""A lean path for ``POST /v1/predict``, the route that carries the traffic.
+"""A lean path for ``POST /v1/predict`` and ``/v1/predict/batch``, the routes that carry traffic.
 
 For a 28x28 upload the model costs ~0.7 ms of CPU, and FastAPI's route machinery used to cost
 about as much again: routing, dependency resolution, python-multipart's streaming parser
 feeding a SpooledTemporaryFile, the exception-handling layers (docs/performance.md has the
 profile). This pure-ASGI middleware, the innermost one, answers the common request itself: a
-``multipart/form-data`` body holding exactly one part, ``name="file"`` with a file name. It
+``multipart/form-data`` body whose parts are all file uploads of the route's field (one
+``file``; up to ``max_batch_files`` ``files`` for the batch route). It
 reads the body (through the outer layers, so the size limit, the body deadline, API keys, CORS,
-the request id, metrics and the access log all still apply), slices the file out of it with
-two ``bytes.find`` calls and hands it to the same :class:`ModelService` call as the FastAPI
-route, so the answers and errors are the same.
+the request id, metrics and the access log all still apply), slices the files out of it with
+``bytes.find`` and hands them to the same :class:`ModelService` calls as the FastAPI routes, so
+the answers and errors are the same.
 
-Anything else, or anything it does not fully understand (a second part, a quoted-pair in a
-header, a preamble, another field name), is replayed untouched to the FastAPI route, which
-stays the single definition of the endpoint's contract and of its error messages.
+Anything else, or anything it does not fully understand (another field, a quoted-pair in a
+header, a preamble, too many files), is replayed untouched to the FastAPI route, which stays
+the single definition of the endpoint's contract and of its error messages.
 """
 
 from __future__ import annotations
@@ -25,17 +26,20 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from product_classifier.serving.errors import ApiError, error_response
+from product_classifier.serving.routes import BATCH_PATH
+from product_classifier.serving.security import sanitize_filename
 
 PREDICT_PATH = "/v1/predict"
+_PATHS = frozenset({PREDICT_PATH, BATCH_PATH})
 
 _MULTIPART = b"multipart/form-data"
 # RFC 2046 boundary characters (bare boundaries can't have the space). Anything fancier goes
 # to the FastAPI route.
 _BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=?]{1,70}")
 _QUOTED_BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
-# The form fields the route accepts, written the way every client library writes them.
+# A file field, written the way every client library writes it (no quoted-pairs, no RFC 2231).
 _DISPOSITION = re.compile(
-    rb'\s*form-data\s*;\s*name="file"\s*;\s*filename="[^"\\\r\n]+"\s*', re.IGNORECASE
+    rb'\s*form-data\s*;\s*name="([a-z]+)"\s*;\s*filename="([^"\\\r\n]+)"\s*', re.IGNORECASE
 )
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -63,27 +67,44 @@ def multipart_boundary(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     return None
 
 
-def single_file_part(body: bytes, boundary: bytes) -> bytes | None:
-    """The content of the only part of ``body`` if it is the ``file`` upload, else None.
+def file_parts(body: bytes, boundary: bytes, field: bytes) -> list[tuple[str, bytes]] | None:
+    """(file name, content) of every part of ``body`` if each is a ``field`` file upload.
 
     None means "not the simple case", never "invalid": the caller then lets the full parser
     decide (and word the error).
     """
     delimiter = b"--" + boundary
     if not body.startswith(delimiter + b"\r\n"):
-        return None
-    headers_start = len(delimiter) + 2
-    headers_end = body.find(b"\r\n\r\n", headers_start)
-    if headers_end < 0:
-        return None
-    content_start = headers_end + 4
-    content_end = body.find(b"\r\n" + delimiter, content_start)
-    if content_end < 0:
-        return None
-    if body[content_end + 2 + len(delimiter) :] not in (b"--", b"--\r\n"):
-        return None  # more parts, or an epilogue
+        return None  # a preamble
+    separator = b"\r\n" + delimiter
+    parts: list[tuple[str, bytes]] = []
+    position = len(delimiter) + 2
+    while True:
+        headers_end = body.find(b"\r\n\r\n", position)
+        if headers_end < 0:
+            return None
+        content_start = headers_end + 4
+        content_end = body.find(separator, content_start)
+        if content_end < 0:
+            return None
+        filename = _file_field(body[position:headers_end], field)
+        if filename is None:
+            return None
+        parts.append((filename, body[content_start:content_end]))
+        after = content_end + len(separator)
+        marker = body[after : after + 2]
+        if marker == b"--":
+            # The close delimiter, then nothing but an optional CRLF (no epilogue).
+            return parts if body[after + 2 :] in (b"", b"\r\n") else None
+        if marker != b"\r\n":
+            return None  # the "boundary" was only a prefix of something else
+        position = after + 2
+
+
+def _file_field(headers: bytes, field: bytes) -> str | None:
+    """The file name if the part's headers say it is a ``field`` file upload, else None."""
     disposition = None
-    for line in body[headers_start:headers_end].split(b"\r\n"):
+    for line in headers.split(b"\r\n"):
         name, colon, value = line.partition(b":")
         if not colon:
             return None
@@ -91,9 +112,19 @@ def single_file_part(body: bytes, boundary: bytes) -> bytes | None:
             if disposition is not None:
                 return None
             disposition = value
-    if disposition is None or _DISPOSITION.fullmatch(disposition) is None:
+    match = _DISPOSITION.fullmatch(disposition) if disposition is not None else None
+    if match is None or match.group(1) != field:
         return None
-    return body[content_start:content_end]
+    try:
+        return match.group(2).decode("utf-8")  # as Starlette decodes it
+    except UnicodeDecodeError:
+        return None
+
+
+def single_file_part(body: bytes, boundary: bytes) -> bytes | None:
+    """The content of the only part of ``body`` if it is the ``file`` upload, else None."""
+    parts = file_parts(body, boundary, b"file")
+    return parts[0][1] if parts is not None and len(parts) == 1 else None
 
 
 def json_body(content: dict[str, Any]) -> bytes:
@@ -118,7 +149,7 @@ class FastPredictMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
-            or scope["path"] != PREDICT_PATH
+            or scope["path"] not in _PATHS
             or scope["method"] != "POST"
             or (boundary := multipart_boundary(scope["headers"])) is None
         ):
@@ -136,14 +167,20 @@ class FastPredictMiddleware:
             return
         if body is None:
             return  # the client went away; the access log records a 499
-        data = single_file_part(body, boundary)
-        if data is None:
-            self.stats.replayed += 1
+        single = scope["path"] == PREDICT_PATH
+        parts = file_parts(body, boundary, b"file" if single else b"files")
+        limit = 1 if single else app_state.settings.max_batch_files
+        if parts is None or not 1 <= len(parts) <= limit:
+            self.stats.replayed += 1  # unusual, or an error the route words
             await self.app(scope, _replay(body, receive), send)
             return
         self.stats.answered += 1
         try:
-            result = await service.predict_bytes(data)
+            if single:
+                result = await service.predict_bytes(parts[0][1])
+            else:
+                uploads = [(sanitize_filename(name), data) for name, data in parts]
+                result = {"results": await service.predict_many(uploads)}
         except ApiError as exc:
             await _send_error(scope, receive, send, exc)
             return

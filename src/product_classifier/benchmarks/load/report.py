@@ -556,7 +556,8 @@ def render_markdown(results: Results, soak_png: str | None) -> str:
     tuned, base = results["tuned"], results.get("baseline")
     machine = results["machine"]
     la0, la1 = results["loadavg_start"], results["loadavg_end"]
-    busy = max(la0[0], la1[0]) > 0.5 * (machine["cpu_count"] or 1)
+    # Only the start says whether others used the machine: the end is this run's own load.
+    busy = la0[0] > 0.5 * (machine["cpu_count"] or 1)
     o = results["options"]
     png_src = _png_saturation(tuned)[1]
     out = [
@@ -570,7 +571,8 @@ def render_markdown(results: Results, soak_png: str | None) -> str:
         f"{machine['memory_gb']} GB; Python {machine['python']}, onnxruntime "
         f"{machine['onnxruntime']}. The load generators (Locust, hey) run on the same machine.",
         f"* Load average (1/5/15 min) at start {', '.join(fmt(x, 2) for x in la0)}, at end "
-        f"{', '.join(fmt(x, 2) for x in la1)}."
+        f"{', '.join(fmt(x, 2) for x in la1)} (the end is this run's own load: the last server "
+        "measured)."
         + (
             " **The machine was busy with other work: latencies and throughputs below are "
             "pessimistic; rerun `make loadtest` on a quiet machine.**"
