@@ -22,7 +22,8 @@ def contract_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(contract_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The service, started through ``product-classifier serve``, with default settings."""
+    """The service, started through ``product-classifier serve``, with default settings (one
+    worker: see live_server.launch)."""
     live = launch(tmp_path_factory.mktemp("server") / "server.log", model_path=contract_model)
     wait_ready(live)
     yield live

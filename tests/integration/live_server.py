@@ -83,6 +83,10 @@ def launch(
 ) -> LiveServer:
     """Start the service without waiting for it (``via``: the CLI or plain uvicorn)."""
     port = free_port()
+    # One worker unless a test asks for more: tests read per-process state (/v1/model's queue,
+    # batch counters) and one process starts faster; multi-worker runs are tested on purpose
+    # (test_prometheus.py, the load-test smoke run, make docker-test).
+    env = {"PRODUCT_CLASSIFIER_WORKERS": "1", **(env or {})}
     if via == "cli":
         cmd = [sys.executable, "-m", "product_classifier.cli.main", "serve"]
         cmd += ["--host", "127.0.0.1", "--port", str(port)]

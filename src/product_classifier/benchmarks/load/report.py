@@ -499,8 +499,8 @@ DESIGN_NOTES = """\
   straight into the `MicroBatcher` queue; its worker thread decodes and preprocesses each item
   (`preprocess_upload`), runs the model once for the batch and resolves the futures. A
   separate decode pool used to cost a second hop per request.
-* **A lean path for `POST /v1/predict`** (`serving/fast_predict.py`): a pure-ASGI handler
-  slices the single `file` part out of the body with two `bytes.find` calls and answers with
+* **A lean path for `POST /v1/predict` and `/v1/predict/batch`** (`serving/fast_predict.py`):
+  a pure-ASGI handler slices the file parts out of the body with `bytes.find` and answers with
   orjson, skipping FastAPI's routing, dependency injection, python-multipart and
   `UploadFile`. It sits inside every other middleware (limits, API keys, CORS, request id,
   metrics, access log). Anything unusual is replayed to the FastAPI route, which stays the one
@@ -510,6 +510,11 @@ DESIGN_NOTES = """\
   core to spare. `product-classifier serve` validates, loads the model once to fail fast, then
   `exec`s a small entry point (`serving/run.py`), so the supervisor and the spawned workers
   skip the CLI's imports (295 -> ~280 MB for the whole tree with 2 workers).
+* **Few connections, two workers**: uvicorn's workers share one listening socket, and the
+  first to wake accepts every pending connection. With many clients that evens out (hey's 64
+  connections kept both workers busy); with 4 batch clients we saw all 4 land on one worker in
+  2 of 3 tries (~1,800 images/s instead of ~4,200). Per-worker `SO_REUSEPORT` sockets would
+  spread them; uvicorn has no option for it yet.
 * **Micro-batching**: `max_batch_size` 32 (64 was less steady at 64 connections and ~20 MB
   larger), `max_wait_ms` 2. Waiting items are shared among the free model slots, so one big
   batch never leaves a core idle.
