@@ -10,6 +10,7 @@ subprocess and the acceptance ``hey`` run, then stops it. Results go to JSON and
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -563,6 +564,7 @@ def _cascade_summary(model: Path) -> dict[str, Any]:
     }
 
 
+@functools.cache  # every sweep setting and the tuned run serve the same files
 def _least_confident_png(first_stage: Path, count: int = 256) -> bytes:
     """The pool's PNG body the cascade's first stage is least sure of: every request with it
     is escalated to the big model, the cascade's worst case."""
