@@ -12,22 +12,71 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from product_classifier.preprocessing import InputSpec
+
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
 class DataConfig(StrictModel):
-    data_dir: Path | None = None
+    """Where the pictures come from: Fashion-MNIST, a catalog folder, or both merged.
+
+    ``folder`` is one sub-folder per category (any names), or ``train/`` + ``test/`` (and
+    optionally ``val/``) each holding those sub-folders when you split it yourself, e.g. to
+    hold out pictures from other sources. ``fashion_mnist`` defaults to "only when there is no
+    folder"; set it to true next to a folder to merge the two (same-named categories merge).
+    """
+
+    data_dir: Path | None = None  # Fashion-MNIST's files (default: the documented search)
+    folder: Path | None = None
+    fashion_mnist: bool | None = None
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    # Folders without their own test/ part: the share held out for `evaluate` and the card.
+    test_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    # A category with fewer usable pictures stops the run (its name and count are reported).
+    min_images_per_class: int = Field(10, ge=2)
     split_seed: int = 42
     # Fraction of the training split actually used; search and smoke runs shrink it.
     subset_fraction: float = Field(1.0, gt=0.0, le=1.0)
 
+    @property
+    def use_fashion_mnist(self) -> bool:
+        return self.folder is None if self.fashion_mnist is None else self.fashion_mnist
+
+    @model_validator(mode="after")
+    def _has_data(self) -> DataConfig:
+        if not self.use_fashion_mnist and self.folder is None:
+            raise ValueError("data: fashion_mnist is false and no folder is set: no pictures")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("data: val_fraction + test_fraction leave under 10% to train on")
+        return self
+
+
+class InputConfig(StrictModel):
+    """The model's input spec (preprocessing.InputSpec): recorded in the checkpoint and ONNX."""
+
+    size: int = 28
+    channels: int = 1
+    canonicalization: Literal["fashion-mnist", "letterbox"] = "fashion-mnist"
+
+    @model_validator(mode="after")
+    def _valid_spec(self) -> InputConfig:
+        self.spec()  # InputSpecError is a ValueError: pydantic reports it with the field path
+        return self
+
+    def spec(self) -> InputSpec:
+        return InputSpec(self.size, self.channels, self.canonicalization)
+
 
 class ModelConfig(StrictModel):
+    # A registered architecture (models/registry.py), or "timm/<name>" when timm is installed.
     name: str = "baseline_cnn"
     params: dict[str, Any] = Field(default_factory=dict)
+    # Transfer learning: a weights file (state dict, .safetensors or one of our checkpoints)
+    # loaded where the shapes match; the classifier is new. For "timm/<name>": true downloads
+    # the library's pretrained weights, a path loads that file through timm's own loader.
+    pretrained: Path | bool | None = None
 
 
 class OptimizerConfig(StrictModel):
@@ -81,6 +130,7 @@ class TrainConfig(StrictModel):
 class ExperimentConfig(StrictModel):
     name: str = "baseline"
     data: DataConfig = Field(default_factory=DataConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
@@ -90,8 +140,15 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="after")
     def _model_is_registered(self) -> ExperimentConfig:
         # Imported lazily: the registry imports torch, and config must load without it.
-        from product_classifier.models.registry import list_models
+        from product_classifier.models.registry import TIMM_PREFIX, list_models
 
+        if self.model.pretrained is True and not self.model.name.startswith(TIMM_PREFIX):
+            raise ValueError(
+                "model.pretrained: true downloads a library's weights and needs a "
+                f"'{TIMM_PREFIX}<name>' model; for {self.model.name!r} give a weights file"
+            )
+        if self.model.name.startswith(TIMM_PREFIX):
+            return self
         if self.model.name not in list_models():
             raise ValueError(
                 f"unknown model {self.model.name!r}; registered: {', '.join(list_models())}"

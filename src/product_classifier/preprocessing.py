@@ -1,16 +1,29 @@
 """The one place where pixels become model input, shared by training, evaluation and serving.
 
-Training reads Fashion-MNIST's raw bytes and calls :func:`to_model_input`. Serving decodes an
-upload with :func:`decode_image`, turns it into a canonical 28x28 uint8 image with
-:func:`canonicalize` (the same steps the Fashion-MNIST paper used to make the dataset) and then
-calls the same :func:`to_model_input`. Only numpy and Pillow are needed: the service has no torch.
+What a model expects is its :class:`InputSpec` (size, channels, canonicalisation), recorded in
+the config, the checkpoint and the ONNX metadata (``input_spec``); a model file without one is
+a Fashion-MNIST model (:data:`FASHION_MNIST_SPEC`), so the released files keep their contract.
+
+- ``fashion-mnist``: 28x28 grayscale, bright item on dark. Training reads Fashion-MNIST's raw
+  bytes and calls :func:`to_model_input`. Serving decodes an upload with :func:`decode_image`,
+  turns it into a canonical 28x28 uint8 image with :func:`canonicalize` (the same steps the
+  Fashion-MNIST paper used to make the dataset) and then calls the same :func:`to_model_input`.
+- ``letterbox``: colour (or grey) catalog photos. :func:`letterbox` trims the empty page
+  around the item, fits its longer side into ``size`` and centres it on a white square.
+
+Training, evaluation, the service and the bulk CLI all go through :func:`preprocess_image` /
+:func:`to_model_input` with the model's spec. Only numpy and Pillow are needed: the service has
+no torch.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -44,15 +57,105 @@ class PreprocessConfig:
     crop_margin: float = 0.0
 
 
-def to_model_input(images_uint8: np.ndarray) -> np.ndarray:
-    """uint8 [..., 28, 28] (bright item on dark) -> float32 [N, 1, 28, 28] in [0, 1].
+Canonicalization = Literal["fashion-mnist", "letterbox"]
+CANONICALIZATIONS: tuple[str, ...] = ("fashion-mnist", "letterbox")
+# Letterbox sizes: below 16 px nothing is recognisable; above 512 a CPU service is too slow.
+MIN_SIZE, MAX_SIZE = 16, 512
+INPUT_SPEC_KEY = "input_spec"  # ONNX metadata key
 
-    This is the ONNX contract: raw bytes / 255, no mean/std (normalisation lives in the graph).
+
+class InputSpecError(ValueError):
+    """An input spec that no model can have (the message says which field and why)."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model's ``image`` input holds: float32 [N, channels, size, size] in [0, 1].
+
+    ``fashion-mnist`` is today's 28x28 grayscale contract, bright item on dark; ``letterbox``
+    is a photo fitted onto a white page, any ``size`` in [16, 512], 1 (grey) or 3 (RGB)
+    channels, dark item on light (the photo's own colours).
+    """
+
+    size: int = IMAGE_SIZE
+    channels: int = 1
+    canonicalization: Canonicalization = "fashion-mnist"
+
+    def __post_init__(self) -> None:
+        if self.canonicalization not in CANONICALIZATIONS:
+            raise InputSpecError(
+                f"canonicalization {self.canonicalization!r} is not one of {CANONICALIZATIONS}"
+            )
+        if self.canonicalization == "fashion-mnist" and (self.size, self.channels) != (
+            IMAGE_SIZE,
+            1,
+        ):
+            raise InputSpecError(
+                f"canonicalization 'fashion-mnist' means {IMAGE_SIZE}x{IMAGE_SIZE} grayscale; "
+                f"got size {self.size}, channels {self.channels} (use 'letterbox' for other "
+                "sizes or colour)"
+            )
+        if not isinstance(self.size, int) or not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise InputSpecError(f"size must be an integer in [{MIN_SIZE}, {MAX_SIZE}]")
+        if self.channels not in (1, 3):
+            raise InputSpecError(f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+
+    @property
+    def item_shape(self) -> tuple[int, int, int]:
+        """One image as the model sees it: (channels, size, size)."""
+        return (self.channels, self.size, self.size)
+
+    @property
+    def canonical_shape(self) -> tuple[int, ...]:
+        """One canonical uint8 image, before :func:`to_model_input`: HxW or HxWx3."""
+        if self.channels == 1:
+            return (self.size, self.size)
+        return (self.size, self.size, self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> InputSpec:
+        unknown = set(raw) - {"size", "channels", "canonicalization"}
+        if unknown:
+            raise InputSpecError(f"unknown input spec keys: {sorted(unknown)}")
+        return cls(**dict(raw))
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str]) -> InputSpec:
+        """The spec in an ONNX file's metadata; none means a Fashion-MNIST model."""
+        raw = metadata.get(INPUT_SPEC_KEY)
+        if raw is None:
+            return FASHION_MNIST_SPEC
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InputSpecError(f"metadata {INPUT_SPEC_KEY!r} is not JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise InputSpecError(f"metadata {INPUT_SPEC_KEY!r} must be a JSON object")
+        return cls.from_dict(parsed)
+
+
+FASHION_MNIST_SPEC = InputSpec()
+
+
+def to_model_input(images_uint8: np.ndarray, spec: InputSpec = FASHION_MNIST_SPEC) -> np.ndarray:
+    """Canonical uint8 images -> float32 [N, C, S, S] in [0, 1].
+
+    Grey: [..., S, S]; colour: [..., S, S, 3] (channels last, as Pillow gives them). This is the
+    ONNX contract: raw bytes / 255, no mean/std (normalisation lives in the graph).
     """
     arr = np.asarray(images_uint8)
     if arr.dtype != np.uint8:
         raise TypeError(f"expected uint8 pixels, got {arr.dtype}")
-    arr = arr.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
+    if spec.channels == 1:
+        arr = arr.reshape(-1, 1, spec.size, spec.size)
+    else:
+        arr = arr.reshape(-1, spec.size, spec.size, spec.channels).transpose(0, 3, 1, 2)
     return arr.astype(np.float32) / np.float32(255.0)
 
 
@@ -271,11 +374,91 @@ def canonicalize(gray: np.ndarray, config: PreprocessConfig | None = None) -> np
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def preprocess_image(image: Image.Image, config: PreprocessConfig | None = None) -> np.ndarray:
-    """Decoded image -> canonical 28x28 uint8."""
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode -> RGB; transparency is composited onto white (the shop's page)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return Image.fromarray(to_grayscale(image)).convert("RGB")
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+# A pixel is part of the item when it differs from the page colour by more than this (0-255,
+# summed over RGB): JPEG noise on a white page stays below it.
+_TRIM_THRESHOLD = 48
+# Margin kept around the trimmed item, as a fraction of its longer side.
+_LETTERBOX_MARGIN = 0.04
+
+
+def letterbox(image: Image.Image, spec: InputSpec) -> np.ndarray:
+    """Decoded photo -> uint8 [S, S] or [S, S, 3]: item trimmed, fitted, centred on white.
+
+    Trimming to the item (pixels unlike the border's median colour) makes the item's scale the
+    same whatever the photo's margins; a photo without a plain border keeps its framing.
+    """
+    rgb = to_rgb(image)
+    arr = np.asarray(rgb, dtype=np.int16)
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    page = np.median(border, axis=0)
+    mask = np.abs(arr - page).sum(axis=2) > _TRIM_THRESHOLD
+    if mask.any():
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        pad = int(_LETTERBOX_MARGIN * max(bottom - top, right - left))
+        box = (
+            max(0, left - pad),
+            max(0, top - pad),
+            min(rgb.width, right + pad),
+            min(rgb.height, bottom + pad),
+        )
+        rgb = rgb.crop(box)
+    if spec.channels == 1:
+        rgb = rgb.convert("L")
+    fill: int | tuple[int, int, int] = 255 if spec.channels == 1 else (255, 255, 255)
+    # A large photo is first shrunk by a whole factor (area averaging, fast, in C), then
+    # resampled: the same result as one BICUBIC resize of the full photo, at a fraction of it.
+    factor = max(rgb.size) // (2 * spec.size)
+    if factor > 1:
+        rgb = rgb.reduce(factor)
+    fitted = ImageOps.pad(rgb, (spec.size, spec.size), Image.Resampling.BICUBIC, color=fill)
+    return np.ascontiguousarray(np.asarray(fitted, dtype=np.uint8))
+
+
+def from_fashion_mnist(images: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Fashion-MNIST's uint8 [N, 28, 28] (bright on dark) in ``spec``'s canonical form.
+
+    For merging Fashion-MNIST with a catalog folder: a letterbox spec gets the item dark on a
+    white page (inverted), resized to ``size``, grey repeated into RGB.
+    """
+    if spec.canonicalization == "fashion-mnist":
+        return images
+    out = np.empty((len(images), *spec.canonical_shape), dtype=np.uint8)
+    for i, item in enumerate(images):
+        page = Image.fromarray(255 - item)
+        if spec.size != IMAGE_SIZE:
+            page = page.resize((spec.size, spec.size), Image.Resampling.BICUBIC)
+        out[i] = np.asarray(page if spec.channels == 1 else page.convert("RGB"))
+    return out
+
+
+def preprocess_image(
+    image: Image.Image,
+    config: PreprocessConfig | None = None,
+    spec: InputSpec = FASHION_MNIST_SPEC,
+) -> np.ndarray:
+    """Decoded image -> canonical uint8 image of ``spec`` (28x28 for Fashion-MNIST models)."""
+    if spec.canonicalization == "letterbox":
+        return letterbox(image, spec)
     return canonicalize(to_grayscale(image), config)
 
 
-def preprocess_bytes(data: bytes, config: PreprocessConfig | None = None) -> np.ndarray:
-    """Uploaded bytes -> float32 [1, 1, 28, 28], ready for the ONNX model."""
-    return to_model_input(preprocess_image(decode_image(data, config), config))
+def preprocess_bytes(
+    data: bytes, config: PreprocessConfig | None = None, spec: InputSpec = FASHION_MNIST_SPEC
+) -> np.ndarray:
+    """Uploaded bytes -> float32 [1, C, S, S], ready for the ONNX model."""
+    return to_model_input(preprocess_image(decode_image(data, config), config, spec), spec)

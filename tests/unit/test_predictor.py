@@ -24,6 +24,7 @@ from product_classifier.inference.predictor import (
     resolve_providers,
     softmax,
 )
+from product_classifier.preprocessing import FASHION_MNIST_SPEC, InputSpec
 
 PREDICTOR_LOGGER = "product_classifier.inference.predictor"
 
@@ -104,13 +105,70 @@ def test_warmup_runs_requested_batch_sizes(predictor: OnnxPredictor) -> None:
         ({"batch_dim": 1}, "dynamic batch axis"),
         ({"num_classes": 5}, r"float32 \[N, 10\]"),
         ({"class_names": None}, "'class_names' is missing"),
-        ({"class_names": CLASS_NAMES[:9]}, "has 9 entries"),
-        ({"class_names": tuple(reversed(CLASS_NAMES))}, "differ from"),
+        ({"class_names": CLASS_NAMES[:9], "num_classes": 10}, r"float32 \[N, 9\]"),
+        ({"class_names": ("Hat", "Hat", "Mug")}, "duplicates"),
+        ({"class_names": ("Hat",)}, "at least 2"),
+        ({"class_names": ("Hat", "")}, "non-empty"),
     ],
 )
 def test_contract_violations_are_refused(tmp_path: Path, kwargs: dict, message: str) -> None:
     path = build_contract_model(tmp_path / "bad.onnx", **kwargs)
     with pytest.raises(ModelLoadError, match=message):
+        OnnxPredictor(path)
+
+
+def test_expected_class_names_are_enforced_when_given(tmp_path: Path) -> None:
+    path = build_contract_model(tmp_path / "m.onnx", class_names=tuple(reversed(CLASS_NAMES)))
+    OnnxPredictor(path)  # any class list is a valid contract...
+    with pytest.raises(ModelLoadError, match="differ from"):
+        OnnxPredictor(path, expected_class_names=CLASS_NAMES)  # ...unless the caller pins one
+
+
+def test_catalog_model_takes_its_spec_and_categories_from_the_file(tmp_path: Path) -> None:
+    spec = InputSpec(size=48, channels=3, canonicalization="letterbox")
+    names = ("hat", "mug", "watch", "umbrella")
+    path = build_contract_model(tmp_path / "catalog.onnx", class_names=names, spec=spec)
+    predictor = OnnxPredictor(path)
+    assert predictor.spec == spec
+    assert predictor.class_names == names
+    probs = predictor.predict_proba(np.zeros((3, 3, 48, 48), dtype=np.float32))
+    assert probs.shape == (3, 4)
+    with pytest.raises(ValueError, match=r"\[N, 3, 48, 48\]"):
+        predictor.predict_logits(np.zeros((1, 1, 28, 28), dtype=np.float32))
+    assert predictor.runtime_info()["input_spec"] == spec.to_dict()
+
+
+def test_a_file_without_input_spec_is_a_fashion_mnist_model(predictor: OnnxPredictor) -> None:
+    assert predictor.spec == FASHION_MNIST_SPEC
+    assert "input_spec" not in predictor.metadata
+
+
+def test_input_shape_must_match_the_recorded_spec(tmp_path: Path) -> None:
+    import onnx
+
+    spec = InputSpec(size=32, channels=3, canonicalization="letterbox")
+    path = build_contract_model(tmp_path / "m.onnx", class_names=("a", "b"), spec=spec)
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == "input_spec":
+            prop.value = InputSpec(size=64, channels=3, canonicalization="letterbox").to_json()
+    onnx.save(model, str(path))
+    with pytest.raises(ModelLoadError, match=r"must have shape \[N, 3, 64, 64\]"):
+        OnnxPredictor(path)
+
+
+def test_an_invalid_input_spec_is_refused(tmp_path: Path) -> None:
+    import onnx
+
+    path = build_contract_model(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = (
+        "input_spec",
+        '{"size": 28, "channels": 2, "canonicalization": "letterbox"}',
+    )
+    onnx.save(model, str(path))
+    with pytest.raises(ModelLoadError, match="input_spec' is invalid: channels"):
         OnnxPredictor(path)
 
 

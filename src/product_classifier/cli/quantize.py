@@ -1,7 +1,9 @@
-"""`product-classifier quantize`: FP32 ONNX -> static INT8 (QDQ), gated on the 10k test set.
+"""`product-classifier quantize`: FP32 ONNX -> static INT8 (QDQ), gated on the test split.
 
-Calibration uses training images only. The INT8 file replaces ``--out`` only when it passes the
-release gate (at most 0.3 pp accuracy lost vs FP32, every class precision and recall >= 0.85);
+Calibration uses the model's own training images only (Fashion-MNIST's, or its catalog's).
+The INT8 file replaces ``--out`` only when it passes the release gate (Fashion-MNIST: at most
+0.3 pp accuracy lost vs FP32, every class precision and recall >= 0.85; a catalog: at most one
+test picture or 0.3 pp lost);
 then it is recorded under ``variants.int8`` in the model card (the FP32 entries stay untouched).
 """
 
@@ -92,9 +94,7 @@ def _run(
     force: bool,
     data_dir: Path | None,
 ) -> None:
-    from product_classifier.constants import CLASS_NAMES
-    from product_classifier.data.fashion_mnist import load_fashion_mnist
-    from product_classifier.evaluation.evaluate import onnx_logits
+    from product_classifier.evaluation.evaluate import load_split, model_data, onnx_logits
     from product_classifier.evaluation.metrics import compute_metrics
     from product_classifier.export.quantize import (
         VARIANT_NAME,
@@ -112,13 +112,21 @@ def _run(
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
-    images, labels = load_fashion_mnist("test", data_dir=data_dir)
-    fp32_logits = onnx_logits(model, images)
-    int8_logits = onnx_logits(candidate, images)
-    fp32 = compute_metrics(labels, fp32_logits.argmax(axis=1), CLASS_NAMES)
-    int8 = compute_metrics(labels, int8_logits.argmax(axis=1), CLASS_NAMES)
+    info = model_data(model, data_dir)
+    images, labels = load_split(info, "test")
+    fp32_logits = onnx_logits(model, images, spec=info.spec)
+    int8_logits = onnx_logits(candidate, images, spec=info.spec)
+    fp32 = compute_metrics(labels, fp32_logits.argmax(axis=1), info.class_names)
+    int8 = compute_metrics(labels, int8_logits.argmax(axis=1), info.class_names)
     agreement = top1_agreement(int8_logits, fp32_logits)
-    problems = check_quality(int8, fp32)
+    if info.data.folder is None:
+        problems = check_quality(int8, fp32)
+    else:
+        # A catalog's test split is small: one picture can be several pp, and the spec's
+        # per-class bar is Fashion-MNIST's. The gate: INT8 loses at most one test picture
+        # (or 0.3 pp) against FP32.
+        one_picture_pp = 100.0 / max(1, len(labels))
+        problems = check_quality(int8, fp32, max_drop_pp=max(0.3, one_picture_pp), bar=0.0)
 
     typer.echo(f"{'':8} {'accuracy':>9} {'macro-F1':>9} {'min P':>7} {'min R':>7}")
     for name, m in (("FP32", fp32), ("INT8", int8)):

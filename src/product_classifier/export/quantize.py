@@ -145,17 +145,33 @@ def _chunk_batches(n_batches: int, batch_size: int) -> int:
     return max(d for d in range(1, min(cap, n_batches) + 1) if n_batches % d == 0)
 
 
-def calibration_images(size: int, seed: int = 0, data_dir: str | Path | None = None) -> np.ndarray:
-    """``size`` stratified TRAINING images as model input (float32 [N, 1, 28, 28] in [0, 1])."""
-    from product_classifier.data.fashion_mnist import load_fashion_mnist
+def calibration_images(
+    size: int,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    model_path: str | Path | None = None,
+) -> np.ndarray:
+    """``size`` stratified TRAINING images of the model's dataset, as model input (float32
+    [N, C, S, S] in [0, 1]); a catalog smaller than ``size`` gives all its training images."""
     from product_classifier.data.split import stratified_subset
+    from product_classifier.evaluation.evaluate import ModelData, load_split, model_data
     from product_classifier.preprocessing import to_model_input
 
-    images, labels = load_fashion_mnist("train", data_dir=data_dir)
+    if model_path is not None:
+        info = model_data(model_path, Path(data_dir) if data_dir else None)
+    else:
+        from product_classifier.config import DataConfig
+        from product_classifier.constants import CLASS_NAMES
+        from product_classifier.preprocessing import FASHION_MNIST_SPEC
+
+        info = ModelData(DataConfig(data_dir=data_dir), FASHION_MNIST_SPEC, CLASS_NAMES)
+    images, labels = load_split(info, "train")
     if size > len(images):
-        raise ValueError(f"calibration_size {size} exceeds the {len(images)} training images")
+        if info.data.folder is None:
+            raise ValueError(f"calibration_size {size} exceeds the {len(images)} training images")
+        size = len(images)
     idx = stratified_subset(labels, size / len(labels), seed)
-    return to_model_input(images[idx])
+    return to_model_input(images[idx], info.spec)
 
 
 def resolve_excluded_nodes(model: onnx.ModelProto, exclude: tuple[str, ...]) -> tuple[str, ...]:
@@ -252,7 +268,9 @@ def quantize_model(
     model_path, out_path = Path(model_path), Path(out_path)
     source = onnx.load(str(model_path))
     if images is None:
-        images = calibration_images(settings.calibration_size, settings.seed, data_dir)
+        images = calibration_images(
+            settings.calibration_size, settings.seed, data_dir, model_path=model_path
+        )
     images = np.ascontiguousarray(images, dtype=np.float32)
     version = next((p.value for p in source.metadata_props if p.key == "model_version"), "")
     if not version:

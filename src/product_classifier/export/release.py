@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from product_classifier.data.dataset import MANIFEST_NAME
 from product_classifier.export.model_card import build_model_card, write_model_card
 from product_classifier.export.onnx_export import export_onnx, max_abs_difference
 
@@ -26,26 +28,38 @@ def release_checkpoint(
     reports_dir: Path | None = Path("reports/release"),
     data_dir: Path | None = None,
 ) -> dict[str, Any]:
-    from product_classifier.data.fashion_mnist import load_fashion_mnist
-    from product_classifier.evaluation.evaluate import evaluate_model
+    from product_classifier.evaluation.evaluate import (
+        load_split,
+        model_data,
+        model_logits,
+    )
+    from product_classifier.evaluation.metrics import compute_metrics
     from product_classifier.preprocessing import to_model_input
     from product_classifier.training.trainer import model_from_checkpoint
 
     model, ckpt = model_from_checkpoint(checkpoint_path)
     config = ckpt["config"]
+    info = model_data(checkpoint_path, data_dir)
     if tta_flip is None:
         tta_flip = bool(config["train"].get("tta_flip", False))
     model_version = model_version or f"{config['name']}-{time.strftime('%Y%m%d')}"
     onnx_path = export_onnx(
-        model, out_dir / "model.onnx", model_version=model_version, tta_flip=tta_flip
+        model,
+        out_dir / "model.onnx",
+        model_version=model_version,
+        tta_flip=tta_flip,
+        class_names=info.class_names,
+        spec=info.spec,
     )
 
-    images, _ = load_fashion_mnist("test", data_dir=data_dir)
-    diff = max_abs_difference(model, onnx_path, to_model_input(images[:256]))
+    # The test split, read once: the export check and the card's metrics both use it.
+    images, labels = load_split(info, "test", progress=True)
+    diff = max_abs_difference(model, onnx_path, to_model_input(images[:256], info.spec))
     if diff > MAX_EXPORT_DIFF:
         raise ExportMismatchError(f"ONNX and PyTorch logits differ by {diff:.2e}")
 
-    metrics, _, _ = evaluate_model(onnx_path, data_dir=data_dir)
+    logits = model_logits(onnx_path, images, info.spec)
+    metrics = compute_metrics(labels, logits.argmax(axis=1), info.class_names)
     card = build_model_card(
         onnx_path=onnx_path,
         checkpoint=ckpt,
@@ -55,6 +69,10 @@ def release_checkpoint(
         max_abs_diff_vs_torch=diff,
     )
     write_model_card(card, out_dir / "model_card.json")
+    manifest = Path(checkpoint_path).with_name(MANIFEST_NAME)
+    if manifest.is_file() and out_dir.resolve() != manifest.parent.resolve():
+        # The split behind the card's metrics travels with the model (the card pins its hash).
+        shutil.copyfile(manifest, out_dir / MANIFEST_NAME)
     if reports_dir is not None:
         from product_classifier.evaluation.report import write_evaluation_report
 

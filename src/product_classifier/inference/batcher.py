@@ -7,7 +7,8 @@ the event loop keeps serving) and resolves the futures. While that call runs, ne
 up and form the next batch, so under load the wait is never paid. A full queue fails fast with
 OverloadedError instead of growing latency.
 
-Items are [1, 1, 28, 28] arrays, or anything ``prepare_fn`` turns into one: the service passes
+Items are [1, C, S, S] arrays (``item_shape``; Fashion-MNIST models: [1, 1, 28, 28]), or
+anything ``prepare_fn`` turns into one: the service passes
 the uploaded bytes and its preprocessing, so decoding runs in the batch's thread, off the event
 loop, and a request costs one thread hop instead of two (a separate decode pool). An item that
 fails to prepare fails alone; the rest of its batch still runs.
@@ -37,7 +38,7 @@ from product_classifier.inference.errors import BatcherClosedError, OverloadedEr
 
 logger = logging.getLogger(__name__)
 
-ITEM_SHAPE = (1, 1, IMAGE_SIZE, IMAGE_SIZE)
+ITEM_SHAPE = (1, 1, IMAGE_SIZE, IMAGE_SIZE)  # a Fashion-MNIST model's item, the default
 PredictFn = Callable[[np.ndarray], np.ndarray]
 PrepareFn = Callable[[Any], np.ndarray]
 _Item = tuple[Any, "asyncio.Future[np.ndarray]"]
@@ -60,6 +61,7 @@ class MicroBatcher:
         max_wait_ms: float = 2.0,
         queue_size: int = 1024,
         concurrency: int = 1,
+        item_shape: tuple[int, ...] = ITEM_SHAPE,
     ) -> None:
         if max_batch_size < 1 or queue_size < 1 or max_wait_ms < 0 or concurrency < 1:
             raise ValueError(
@@ -67,6 +69,7 @@ class MicroBatcher:
             )
         self._predict_fn = predict_fn
         self._prepare_fn = prepare_fn
+        self.item_shape = tuple(item_shape)
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.queue_size = queue_size
@@ -138,8 +141,10 @@ class MicroBatcher:
             )
         if self._prepare_fn is None:
             for item in items:
-                if item.shape != ITEM_SHAPE:
-                    raise ValueError(f"expected an item of shape {ITEM_SHAPE}, got {item.shape}")
+                if item.shape != self.item_shape:
+                    raise ValueError(
+                        f"expected an item of shape {self.item_shape}, got {item.shape}"
+                    )
         create_future = self._loop.create_future
         futures = [create_future() for _ in items]
         self._pending.extend(zip(items, futures, strict=True))
@@ -222,7 +227,7 @@ class MicroBatcher:
             ok = []
             for i, item in enumerate(items):
                 try:
-                    buffer[len(ok)] = prepare(item).reshape(ITEM_SHAPE[1:])
+                    buffer[len(ok)] = prepare(item).reshape(self.item_shape[1:])
                 except Exception as exc:  # the item's own problem (a bad upload): it fails alone
                     errors[i] = exc
                     continue
@@ -246,7 +251,7 @@ class MicroBatcher:
         buffer = (
             self._buffers.pop()
             if self._buffers
-            else np.empty((self.max_batch_size, *ITEM_SHAPE[1:]), dtype=np.float32)
+            else np.empty((self.max_batch_size, *self.item_shape[1:]), dtype=np.float32)
         )
         try:
             outputs, ok, errors, seconds = await loop.run_in_executor(

@@ -261,7 +261,7 @@ class LocalBackend:
 
     def _decode(self, data: bytes) -> np.ndarray | tuple[str, str]:
         try:
-            return preprocess_bytes(data, self.preprocess)
+            return preprocess_bytes(data, self.preprocess, self.predictor.spec)
         except PreprocessingError as exc:
             return _PUBLIC_CODES.get(exc.code, exc.code), exc.message
         except Exception as exc:  # exotic modes Pillow opens but cannot convert

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from product_classifier.preprocessing import FASHION_MNIST_SPEC, InputSpec
+
 
 class Stage(Protocol):
     class_names: tuple[str, ...]
@@ -40,10 +42,13 @@ class CascadePredictor:
             raise ValueError(f"cascade threshold must be in (0, 1], got {threshold}")
         if first.class_names != second.class_names:
             raise ValueError("the cascade's two models disagree on the class names")
+        if getattr(first, "spec", None) != getattr(second, "spec", None):
+            raise ValueError("the cascade's two models expect different inputs (input_spec)")
         self.first = first
         self.second = second
         self.threshold = threshold
         self.class_names = second.class_names
+        self.spec: InputSpec = getattr(second, "spec", FASHION_MNIST_SPEC)
         self.providers = second.providers
         # The answer's quality is the released model's, so is its version (plus the marker).
         self.model_version = f"{second.model_version}+cascade"

@@ -23,6 +23,7 @@ from product_classifier.constants import (
     ONNX_OUTPUT_NAME,
 )
 from product_classifier.inference.model_card import MODEL_CARD_NAME, sha256_file
+from product_classifier.preprocessing import INPUT_SPEC_KEY, InputSpec
 
 _MISSING: Any = object()
 
@@ -36,15 +37,23 @@ def build_contract_model(
     input_name: str = ONNX_INPUT_NAME,
     output_name: str = ONNX_OUTPUT_NAME,
     batch_dim: str | int = "N",
-    num_classes: int = NUM_CLASSES,
+    num_classes: int | None = None,
     opset: int = 17,
+    spec: InputSpec | None = None,
 ) -> Path:
-    """Write the model to ``path`` and return it. ``None`` metadata values are left out."""
+    """Write the model to ``path`` and return it. ``None`` metadata values are left out.
+
+    ``num_classes`` defaults to the number of ``class_names`` (10 without names); ``spec``
+    makes a catalog model (its input shape and ``input_spec`` metadata).
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    if num_classes is None:
+        num_classes = len(class_names) if class_names is not None else NUM_CLASSES
+    item_shape = spec.item_shape if spec is not None else (1, IMAGE_SIZE, IMAGE_SIZE)
     rng = np.random.default_rng(seed)
-    pixels = IMAGE_SIZE * IMAGE_SIZE
+    pixels = int(np.prod(item_shape))
     weight = rng.normal(0.0, 0.5, size=(pixels, num_classes)).astype(np.float32)
     bias = rng.normal(0.0, 0.1, size=(num_classes,)).astype(np.float32)
     graph = helper.make_graph(
@@ -55,7 +64,7 @@ def build_contract_model(
         name="contract_test_model",
         inputs=[
             helper.make_tensor_value_info(
-                input_name, TensorProto.FLOAT, [batch_dim, 1, IMAGE_SIZE, IMAGE_SIZE]
+                input_name, TensorProto.FLOAT, [batch_dim, *item_shape]
             )
         ],
         outputs=[
@@ -75,6 +84,8 @@ def build_contract_model(
         metadata["class_names"] = json.dumps(list(class_names))
     if model_version is not None:
         metadata["model_version"] = model_version
+    if spec is not None:
+        metadata[INPUT_SPEC_KEY] = spec.to_json()
     helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     path = Path(path)

@@ -1,9 +1,10 @@
 """ONNX Runtime predictor for the exported classifier (no torch).
 
 The model must follow the ONNX contract (see ``product_classifier.constants``): input ``image``
-float32 [N, 1, 28, 28] with a dynamic batch axis, output ``logits`` float32 [N, 10], metadata
-``class_names`` (JSON list) and ``model_version``. It is checked once at load so that a wrong
-model fails at startup with a clear message instead of on the first request.
+float32 [N, C, S, S] with a dynamic batch axis, as its metadata ``input_spec`` says (none: a
+Fashion-MNIST model, [N, 1, 28, 28]), output ``logits`` float32 [N, K], metadata
+``class_names`` (a JSON list of K names) and ``model_version``. It is checked once at load so
+that a wrong model fails at startup with a clear message instead of on the first request.
 """
 
 from __future__ import annotations
@@ -18,14 +19,9 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from product_classifier.constants import (
-    CLASS_NAMES,
-    IMAGE_SIZE,
-    NUM_CLASSES,
-    ONNX_INPUT_NAME,
-    ONNX_OUTPUT_NAME,
-)
+from product_classifier.constants import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME
 from product_classifier.inference.errors import ModelLoadError
+from product_classifier.preprocessing import InputSpec, InputSpecError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +46,6 @@ _GRAPH_OPTIMIZATIONS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-_INPUT_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -124,12 +119,14 @@ def _parse_class_names(raw: str | None, path: Path) -> tuple[str, ...]:
         names = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ModelLoadError(f"{path}: metadata 'class_names' is not valid JSON: {exc}") from exc
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ModelLoadError(f"{path}: metadata 'class_names' must be a JSON list of strings")
-    if len(names) != NUM_CLASSES:
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
         raise ModelLoadError(
-            f"{path}: metadata 'class_names' has {len(names)} entries; expected {NUM_CLASSES}"
+            f"{path}: metadata 'class_names' must be a JSON list of non-empty strings"
         )
+    if len(names) < 2:
+        raise ModelLoadError(f"{path}: metadata 'class_names' needs at least 2 categories")
+    if len(set(names)) != len(names):
+        raise ModelLoadError(f"{path}: metadata 'class_names' has duplicates: {names}")
     return tuple(names)
 
 
@@ -141,7 +138,7 @@ class OnnxPredictor:
         model_path: str | Path,
         options: PredictorOptions | None = None,
         *,
-        expected_class_names: Sequence[str] | None = CLASS_NAMES,
+        expected_class_names: Sequence[str] | None = None,
     ) -> None:
         self.path = Path(model_path)
         self.options = options or PredictorOptions()
@@ -164,21 +161,26 @@ class OnnxPredictor:
                 providers[0],
                 ", ".join(self.providers),
             )
-        self._check_io()
         meta = self._session.get_modelmeta().custom_metadata_map
         self.metadata: dict[str, str] = dict(meta)
+        try:
+            self.spec = InputSpec.from_metadata(meta)
+        except InputSpecError as exc:
+            raise ModelLoadError(f"{self.path}: metadata 'input_spec' is invalid: {exc}") from exc
+        self._input_shape = self.spec.item_shape
         self.class_names = _parse_class_names(meta.get("class_names"), self.path)
         if expected_class_names is not None and self.class_names != tuple(expected_class_names):
             raise ModelLoadError(
                 f"{self.path}: metadata 'class_names' {list(self.class_names)} differ from "
-                f"the expected Fashion-MNIST order {list(expected_class_names)}"
+                f"the expected {list(expected_class_names)}"
             )
+        self._check_io(len(self.class_names))
         version = meta.get("model_version")
         if not version:
             logger.warning("%s: metadata 'model_version' is missing; using 'unknown'", self.path)
         self.model_version: str = version or "unknown"
 
-    def _check_io(self) -> None:
+    def _check_io(self, num_classes: int) -> None:
         inputs = self._session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != ONNX_INPUT_NAME:
             names = [i.name for i in inputs]
@@ -191,9 +193,11 @@ class OnnxPredictor:
                 f"{self.path}: input {inp.name!r} must be tensor(float) (float32), got {inp.type}"
             )
         shape = list(inp.shape)
-        if len(shape) != 4 or tuple(shape[1:]) != _INPUT_SHAPE:
+        if len(shape) != 4 or tuple(shape[1:]) != self._input_shape:
+            expected = ", ".join(str(d) for d in self._input_shape)
             raise ModelLoadError(
-                f"{self.path}: input {inp.name!r} must have shape [N, 1, 28, 28], got {shape}"
+                f"{self.path}: input {inp.name!r} must have shape [N, {expected}] (its input "
+                f"spec: {self.spec.to_json()}), got {shape}"
             )
         if isinstance(shape[0], int):
             # A fixed batch size would break micro-batching; the contract says dynamic.
@@ -207,36 +211,40 @@ class OnnxPredictor:
                 f"{self.path}: expected an output named {ONNX_OUTPUT_NAME!r}, got {sorted(outputs)}"
             )
         out_shape = list(out.shape)
-        if out.type != "tensor(float)" or len(out_shape) != 2 or out_shape[1] != NUM_CLASSES:
+        if out.type != "tensor(float)" or len(out_shape) != 2 or out_shape[1] != num_classes:
             raise ModelLoadError(
-                f"{self.path}: output {out.name!r} must be float32 [N, {NUM_CLASSES}], "
-                f"got {out.type} {out_shape}"
+                f"{self.path}: output {out.name!r} must be float32 [N, {num_classes}] (one "
+                f"logit per name in 'class_names'), got {out.type} {out_shape}"
             )
         self._output_names = [ONNX_OUTPUT_NAME]
 
     def predict_logits(self, batch: np.ndarray) -> np.ndarray:
-        """float32 [N, 1, 28, 28] in [0, 1] -> float32 logits [N, 10]."""
+        """float32 [N, C, S, S] in [0, 1] -> float32 logits [N, K]."""
         if batch.dtype != np.float32 or not batch.flags.c_contiguous:
             batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.ndim != 4 or batch.shape[1:] != _INPUT_SHAPE:
-            raise ValueError(f"expected a batch of shape [N, 1, 28, 28], got {batch.shape}")
+        if batch.ndim != 4 or batch.shape[1:] != self._input_shape:
+            raise ValueError(
+                f"expected a batch of shape [N, {', '.join(map(str, self._input_shape))}], "
+                f"got {batch.shape}"
+            )
         logits: np.ndarray = self._session.run(self._output_names, {ONNX_INPUT_NAME: batch})[0]
         return logits
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        """float32 [N, 1, 28, 28] in [0, 1] -> class probabilities [N, 10]."""
+        """float32 [N, C, S, S] in [0, 1] -> class probabilities [N, K]."""
         return softmax(self.predict_logits(batch))
 
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run dummy batches so that the first real requests don't pay for allocations."""
         for size in batch_sizes:
-            self.predict_logits(np.zeros((size, *_INPUT_SHAPE), dtype=np.float32))
+            self.predict_logits(np.zeros((size, *self._input_shape), dtype=np.float32))
 
     def runtime_info(self) -> dict[str, Any]:
         """What the service reports under ``GET /v1/model``."""
         return {
             "model_path": str(self.path),
             "model_version": self.model_version,
+            "input_spec": self.spec.to_dict(),
             "providers": list(self.providers),
             "onnxruntime_version": ort.__version__,
             "intra_op_threads": self.options.intra_op_threads,

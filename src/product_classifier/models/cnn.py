@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 from product_classifier.constants import NUM_CLASSES
-from product_classifier.models.layers import Normalize, init_weights, norm_layer
+from product_classifier.models.layers import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    Normalize,
+    init_weights,
+    norm_layer,
+)
 from product_classifier.models.registry import register_model
 
 
@@ -26,17 +32,23 @@ class BaselineCNN(nn.Module):
         dropout: float = 0.3,
         batch_norm: bool = True,
         num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
+        norm_mean: float = FASHION_MNIST_MEAN,
+        norm_std: float = FASHION_MNIST_STD,
     ) -> None:
         super().__init__()
         c1, c2 = channels
-        self.normalize = Normalize()
+        self.normalize = Normalize(norm_mean, norm_std)
         self.features = nn.Sequential(
-            _conv_block(1, c1, batch_norm),
+            _conv_block(in_channels, c1, batch_norm),
             _conv_block(c1, c1, batch_norm),
             nn.MaxPool2d(2),  # 14x14
             _conv_block(c1, c2, batch_norm),
             _conv_block(c2, c2, batch_norm),
             nn.MaxPool2d(2),  # 7x7
+            # Larger inputs (catalog models) pool down to the same 7x7; a no-op at 28x28, and
+            # parameter-free, so Fashion-MNIST checkpoints keep their keys.
+            nn.AdaptiveAvgPool2d(7),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
@@ -58,6 +70,19 @@ def baseline_cnn(
     hidden: int = 128,
     dropout: float = 0.3,
     batch_norm: bool = True,
+    num_classes: int = NUM_CLASSES,
+    in_channels: int = 1,
+    norm_mean: float = FASHION_MNIST_MEAN,
+    norm_std: float = FASHION_MNIST_STD,
 ) -> nn.Module:
     c1, c2 = channels
-    return BaselineCNN((c1, c2), hidden=hidden, dropout=dropout, batch_norm=batch_norm)
+    return BaselineCNN(
+        (c1, c2),
+        hidden=hidden,
+        dropout=dropout,
+        batch_norm=batch_norm,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        norm_mean=norm_mean,
+        norm_std=norm_std,
+    )

@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from product_classifier.constants import NUM_CLASSES
-from product_classifier.models.layers import Normalize, init_weights, norm_layer
+from product_classifier.models.layers import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    Normalize,
+    init_weights,
+    norm_layer,
+)
 from product_classifier.models.registry import register_model
 
 
@@ -85,12 +91,16 @@ class EfficientNet28(nn.Module):
         dropout: float = 0.2,
         batch_norm: bool = True,
         num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
+        stem_stride: int = 1,
+        norm_mean: float = FASHION_MNIST_MEAN,
+        norm_std: float = FASHION_MNIST_STD,
     ) -> None:
         super().__init__()
         stem = max(8, round(32 * width_mult))
-        self.normalize = Normalize()
+        self.normalize = Normalize(norm_mean, norm_std)
         self.stem = nn.Sequential(
-            nn.Conv2d(1, stem, 3, padding=1, bias=not batch_norm),
+            nn.Conv2d(in_channels, stem, 3, stride=stem_stride, padding=1, bias=not batch_norm),
             norm_layer(stem, batch_norm),
             nn.SiLU(inplace=True),
         )
@@ -122,8 +132,24 @@ class EfficientNet28(nn.Module):
 
 @register_model("efficientnet")
 def efficientnet(
-    width_mult: float = 1.0, depth_mult: float = 1.0, dropout: float = 0.2, batch_norm: bool = True
+    width_mult: float = 1.0,
+    depth_mult: float = 1.0,
+    dropout: float = 0.2,
+    batch_norm: bool = True,
+    num_classes: int = NUM_CLASSES,
+    in_channels: int = 1,
+    stem_stride: int = 1,
+    norm_mean: float = FASHION_MNIST_MEAN,
+    norm_std: float = FASHION_MNIST_STD,
 ) -> nn.Module:
     return EfficientNet28(
-        width_mult=width_mult, depth_mult=depth_mult, dropout=dropout, batch_norm=batch_norm
+        width_mult=width_mult,
+        depth_mult=depth_mult,
+        dropout=dropout,
+        batch_norm=batch_norm,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        stem_stride=stem_stride,
+        norm_mean=norm_mean,
+        norm_std=norm_std,
     )

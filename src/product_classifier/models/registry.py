@@ -20,6 +20,8 @@ _MODEL_MODULES: dict[str, str] = {
     "efficientnet": "product_classifier.models.efficientnet",
 }
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
+# "timm/resnet18": any timm architecture, built by timm.create_model (models/transfer.py).
+TIMM_PREFIX = "timm/"
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -38,7 +40,15 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, **params: Any) -> nn.Module:
-    """Build a registered architecture. Unknown parameters raise TypeError naming them."""
+    """Build a registered architecture. Unknown parameters raise TypeError naming them.
+
+    ``timm/<name>`` builds timm's architecture (randomly initialised; pretrained weights are
+    loaded by the trainer through :func:`product_classifier.models.transfer.load_pretrained`).
+    """
+    if name.startswith(TIMM_PREFIX):
+        from product_classifier.models.transfer import create_timm_model
+
+        return create_timm_model(name.removeprefix(TIMM_PREFIX), **params)
     if name not in _MODEL_MODULES:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
     if name not in _FACTORIES:

@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from product_classifier.constants import NUM_CLASSES
-from product_classifier.models.layers import Normalize, init_weights, norm_layer
+from product_classifier.models.layers import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    Normalize,
+    init_weights,
+    norm_layer,
+)
 from product_classifier.models.registry import register_model
 
 
@@ -43,15 +49,21 @@ class ResNet28(nn.Module):
         dropout: float = 0.0,
         batch_norm: bool = True,
         num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
+        stem_stride: int = 1,
+        norm_mean: float = FASHION_MNIST_MEAN,
+        norm_std: float = FASHION_MNIST_STD,
     ) -> None:
         super().__init__()
         if (depth - 2) % 6 != 0:
             raise ValueError(f"depth must be 6n+2 (20, 32, 44, ...), got {depth}")
         blocks_per_stage = (depth - 2) // 6
         widths = (width, 2 * width, 4 * width)
-        self.normalize = Normalize()
+        self.normalize = Normalize(norm_mean, norm_std)
+        # stem_stride 2 for catalog inputs of 56 px and up: the stages then run at the same
+        # resolution as at 28x28, so a 64x64 model costs about what a 32x32 one does.
         self.stem = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1, bias=not batch_norm),
+            nn.Conv2d(in_channels, width, 3, stride=stem_stride, padding=1, bias=not batch_norm),
             norm_layer(width, batch_norm),
             nn.ReLU(inplace=True),
         )
@@ -77,6 +89,24 @@ class ResNet28(nn.Module):
 
 @register_model("resnet")
 def resnet(
-    depth: int = 20, width: int = 16, dropout: float = 0.0, batch_norm: bool = True
+    depth: int = 20,
+    width: int = 16,
+    dropout: float = 0.0,
+    batch_norm: bool = True,
+    num_classes: int = NUM_CLASSES,
+    in_channels: int = 1,
+    stem_stride: int = 1,
+    norm_mean: float = FASHION_MNIST_MEAN,
+    norm_std: float = FASHION_MNIST_STD,
 ) -> nn.Module:
-    return ResNet28(depth=depth, width=width, dropout=dropout, batch_norm=batch_norm)
+    return ResNet28(
+        depth=depth,
+        width=width,
+        dropout=dropout,
+        batch_norm=batch_norm,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        stem_stride=stem_stride,
+        norm_mean=norm_mean,
+        norm_std=norm_std,
+    )

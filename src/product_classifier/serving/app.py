@@ -77,7 +77,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise
     batcher = MicroBatcher(
         model.predictor.predict_proba,
-        prepare_fn=upload_preprocessor(settings),  # decoding runs in the batch's thread
+        # Decoding runs in the batch's thread, with the model's own input spec.
+        prepare_fn=upload_preprocessor(settings, model.predictor.spec),
+        item_shape=(1, *model.predictor.spec.item_shape),
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
         queue_size=settings.queue_size,

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from product_classifier.constants import IMAGE_SIZE
 from product_classifier.inference.batcher import MicroBatcher
 from product_classifier.inference.errors import BatcherClosedError, OverloadedError
 from product_classifier.inference.model_card import VerifiedModel
 from product_classifier.preprocessing import (
+    FASHION_MNIST_SPEC,
+    InputSpec,
     PreprocessConfig,
     PreprocessingError,
     preprocess_bytes,
@@ -35,13 +36,15 @@ logger = logging.getLogger(__name__)
 TOP_K = 3
 
 
-def preprocess_upload(data: bytes, config: PreprocessConfig) -> np.ndarray:
-    """The batcher's ``prepare_fn`` (runs in its worker thread): bytes -> [1, 1, 28, 28].
+def preprocess_upload(
+    data: bytes, config: PreprocessConfig, spec: InputSpec = FASHION_MNIST_SPEC
+) -> np.ndarray:
+    """The batcher's ``prepare_fn`` (runs in its worker thread): bytes -> [1, C, S, S].
 
     Anything wrong with the image becomes an ApiError, which fails that upload alone.
     """
     try:
-        return preprocess_bytes(data, config)
+        return preprocess_bytes(data, config, spec)
     except PreprocessingError as exc:
         raise ApiError.from_preprocessing(exc) from exc
     except Exception as exc:
@@ -50,8 +53,11 @@ def preprocess_upload(data: bytes, config: PreprocessConfig) -> np.ndarray:
         raise ApiError(400, "invalid_image", f"the image could not be processed: {exc}") from exc
 
 
-def upload_preprocessor(settings: ServeSettings) -> Callable[[bytes], np.ndarray]:
-    return partial(preprocess_upload, config=PreprocessConfig(max_pixels=settings.max_pixels))
+def upload_preprocessor(
+    settings: ServeSettings, spec: InputSpec = FASHION_MNIST_SPEC
+) -> Callable[[bytes], np.ndarray]:
+    config = PreprocessConfig(max_pixels=settings.max_pixels)
+    return partial(preprocess_upload, config=config, spec=spec)
 
 
 class ModelService:
@@ -158,7 +164,8 @@ class ModelService:
     async def warmup(self) -> None:
         """Push one real PNG through the whole path (loads Pillow's codec, fills the batcher)."""
         buf = io.BytesIO()
-        Image.fromarray(np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)).save(buf, "PNG")
+        spec: InputSpec = getattr(self.model.predictor, "spec", FASHION_MNIST_SPEC)
+        Image.fromarray(np.zeros(spec.canonical_shape, dtype=np.uint8)).save(buf, "PNG")
         await self.predict_bytes(buf.getvalue())
 
     def model_info(self) -> dict[str, Any]:

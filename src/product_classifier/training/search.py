@@ -16,6 +16,7 @@ objective then raises ``optuna.TrialPruned``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -250,7 +251,7 @@ def search_data(config: ExperimentConfig, budget: BudgetConfig) -> PreparedData:
     import torch
 
     from product_classifier.data.split import stratified_subset
-    from product_classifier.training.trainer import PreparedData, prepare_data
+    from product_classifier.training.trainer import prepare_data
 
     full = prepare_data(
         config.model_copy(update={"data": config.data.model_copy(update={"subset_fraction": 1.0})})
@@ -265,7 +266,7 @@ def search_data(config: ExperimentConfig, budget: BudgetConfig) -> PreparedData:
 
     train_x, train_y = subset(full.train_x, full.train_y, budget.subset_fraction)
     val_x, val_y = subset(full.val_x, full.val_y, budget.val_subset_fraction)
-    return PreparedData(train_x, train_y, val_x, val_y, full.checksums)
+    return dataclasses.replace(full, train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y)
 
 
 def describe_settings(config: ExperimentConfig, exclude: set[str]) -> str:
@@ -616,14 +617,15 @@ class _Objective:
         """Per-class metrics of the best checkpoint on the search's validation images."""
         import torch
 
-        from product_classifier.constants import CLASS_NAMES
         from product_classifier.evaluation.metrics import compute_metrics
         from product_classifier.evaluation.report import write_evaluation_report
         from product_classifier.training.trainer import model_from_checkpoint, predict_logits
 
         model, _ = model_from_checkpoint(checkpoint)
         logits = predict_logits(model, self.data.val_x, 1024, torch.device("cpu"))
-        metrics = compute_metrics(self.data.val_y.numpy(), logits.argmax(1).numpy(), CLASS_NAMES)
+        metrics = compute_metrics(
+            self.data.val_y.numpy(), logits.argmax(1).numpy(), self.data.class_names
+        )
         paths = write_evaluation_report(
             metrics,
             run_dir / "eval",

@@ -3,6 +3,7 @@ of the trainer's loop and extrapolate to an epoch (``product-classifier search t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ def time_recipe(config: ExperimentConfig, steps: int = 8, warmup: int = 2) -> Re
 
     from product_classifier.models import create_model
     from product_classifier.training.trainer import (
-        PreparedData,
+        model_params,
         predict_logits,
         prepare_data,
         resolve_device,
@@ -61,8 +62,12 @@ def time_recipe(config: ExperimentConfig, steps: int = 8, warmup: int = 2) -> Re
     measured: dict[int, tuple[float, float]] = {}
     for n_steps in (warmup, warmup + steps):
         n = n_steps * batch
-        data = PreparedData(
-            full.train_x[:n], full.train_y[:n], full.val_x[:64], full.val_y[:64], full.checksums
+        data = dataclasses.replace(
+            full,
+            train_x=full.train_x[:n],
+            train_y=full.train_y[:n],
+            val_x=full.val_x[:64],
+            val_y=full.val_y[:64],
         )
         cpu_start = time.process_time()
         with tempfile.TemporaryDirectory() as run_dir:
@@ -70,7 +75,7 @@ def time_recipe(config: ExperimentConfig, steps: int = 8, warmup: int = 2) -> Re
         measured[n_steps] = (result.history[0]["epoch_seconds"], time.process_time() - cpu_start)
     (wall_a, cpu_a), (wall_b, cpu_b) = measured[warmup], measured[warmup + steps]
     device = resolve_device(config.train.device)
-    model = create_model(config.model.name, **config.model.params).to(device).eval()
+    model = create_model(config.model.name, **model_params(config, full)).to(device).eval()
     sample = full.val_x[:2000]
     start = time.perf_counter()
     predict_logits(model, sample, config.train.eval_batch_size, device)

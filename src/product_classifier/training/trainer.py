@@ -13,6 +13,7 @@ Design notes
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -21,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -30,8 +30,10 @@ from tqdm.auto import tqdm
 
 from product_classifier.config import DistillConfig, ExperimentConfig
 from product_classifier.constants import CLASS_NAMES
+from product_classifier.data.dataset import MANIFEST_NAME, Dataset
 from product_classifier.models import count_parameters, create_model
-from product_classifier.preprocessing import to_model_input
+from product_classifier.models.registry import TIMM_PREFIX
+from product_classifier.preprocessing import FASHION_MNIST_SPEC, InputSpec
 from product_classifier.provenance import git_sha, library_versions, utc_now
 from product_classifier.training.augment import augment_batch
 
@@ -94,31 +96,44 @@ class PreparedData:
     val_x: torch.Tensor
     val_y: torch.Tensor
     checksums: dict[str, str]
+    class_names: tuple[str, ...] = CLASS_NAMES
+    spec: InputSpec = FASHION_MNIST_SPEC
+    dataset: Dataset | None = None  # the splits and manifest behind the tensors
 
 
-def prepare_data(config: ExperimentConfig) -> PreparedData:
-    from product_classifier.data.fashion_mnist import (
-        dataset_checksums,
-        load_fashion_mnist,
-        locate_dataset,
-    )
-    from product_classifier.data.split import stratified_split, stratified_subset
+def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> PreparedData:
+    """The run's train and validation splits as float tensors (the test split stays unread)."""
+    from product_classifier.data.dataset import load_dataset
 
-    data_cfg = config.data
-    images, labels = load_fashion_mnist("train", data_dir=data_cfg.data_dir)
-    train_idx, val_idx = stratified_split(labels, data_cfg.val_fraction, data_cfg.split_seed)
-    if data_cfg.subset_fraction < 1.0:
-        keep = stratified_subset(labels[train_idx], data_cfg.subset_fraction, data_cfg.split_seed)
-        train_idx = train_idx[keep]
-        keep_val = stratified_subset(labels[val_idx], data_cfg.subset_fraction, data_cfg.split_seed)
-        val_idx = val_idx[keep_val]
+    spec = config.input.spec()
+    dataset = load_dataset(config.data, spec, splits=("train", "val"), progress=progress)
     return PreparedData(
-        train_x=torch.from_numpy(to_model_input(images[train_idx])),
-        train_y=torch.from_numpy(labels[train_idx].astype(np.int64)),
-        val_x=torch.from_numpy(to_model_input(images[val_idx])),
-        val_y=torch.from_numpy(labels[val_idx].astype(np.int64)),
-        checksums=dataset_checksums(locate_dataset(data_cfg.data_dir)),
+        train_x=torch.from_numpy(dataset.model_input("train")),
+        train_y=torch.from_numpy(dataset.labels["train"]),
+        val_x=torch.from_numpy(dataset.model_input("val")),
+        val_y=torch.from_numpy(dataset.labels["val"]),
+        checksums=dataset.checksums,
+        class_names=dataset.class_names,
+        spec=spec,
+        dataset=dataset,
     )
+
+
+def model_params(config: ExperimentConfig, data: PreparedData) -> dict[str, Any]:
+    """The architecture's parameters for this data: the config's, plus the class count, the
+    input channels and (for catalog inputs) the pixel statistics that the graph normalises
+    with. Recorded in the checkpoint, so ``model_from_checkpoint`` rebuilds the same net."""
+    params = dict(config.model.params)
+    params.setdefault("num_classes", len(data.class_names))
+    params.setdefault("in_channels", data.spec.channels)
+    if data.spec != FASHION_MNIST_SPEC and not config.model.name.startswith(TIMM_PREFIX):
+        sample = data.train_x[: min(len(data.train_x), 4096)]
+        params.setdefault("norm_mean", round(float(sample.mean()), 4))
+        params.setdefault("norm_std", round(max(float(sample.std()), 1e-3), 4))
+    if config.model.name.startswith(TIMM_PREFIX) and config.model.pretrained is not None:
+        pretrained = config.model.pretrained
+        params.setdefault("pretrained", str(pretrained) if isinstance(pretrained, Path) else True)
+    return params
 
 
 def build_optimizer(model: nn.Module, config: ExperimentConfig) -> torch.optim.Optimizer:
@@ -203,7 +218,9 @@ def predict_logits(
         batch = images[start : start + batch_size].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             outputs.append(model(batch).float().cpu())
-    return torch.cat(outputs) if outputs else torch.empty(0, len(CLASS_NAMES))
+    if outputs:
+        return torch.cat(outputs)
+    return torch.empty(0, int(getattr(model, "num_classes", len(CLASS_NAMES))))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -228,7 +245,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def model_from_checkpoint(path: str | Path, use_ema: bool = True) -> tuple[nn.Module, dict]:
     """Rebuild the architecture from the checkpoint's own description and load its weights."""
     ckpt = load_checkpoint(path)
-    model = create_model(ckpt["model"]["name"], **ckpt["model"]["params"])
+    params = dict(ckpt["model"]["params"])
+    params.pop("pretrained", None)  # the weights come from the checkpoint, not a download
+    model = create_model(ckpt["model"]["name"], **params)
     state = ckpt["ema_state"] if use_ema and ckpt.get("ema_state") else ckpt["model_state"]
     model.load_state_dict(state)
     return model.eval(), ckpt
@@ -265,13 +284,26 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    data = data or prepare_data(config)
+    data = data or prepare_data(config, progress=progress and ctx.is_main)
     run_dir = run_dir or default_run_dir(config)
+    manifest_sha = None
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(_config_yaml(config))
+        if data.dataset is not None:
+            manifest_sha = data.dataset.write_manifest(run_dir / MANIFEST_NAME)
 
-    model = create_model(config.model.name, **config.model.params).to(device)
+    params = model_params(config, data)
+    model = create_model(config.model.name, **params)
+    transfer = None
+    pretrained = config.model.pretrained
+    if isinstance(pretrained, Path) and not config.model.name.startswith(TIMM_PREFIX):
+        from product_classifier.models.transfer import load_pretrained
+
+        transfer = load_pretrained(model, pretrained)
+        if ctx.is_main:
+            tqdm.write(transfer.summary())
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     n_params = count_parameters(model)
@@ -311,11 +343,18 @@ def train(
     gen = torch.Generator().manual_seed(tc.seed * 1000 + ctx.rank)
     base_meta = {
         "format": CHECKPOINT_FORMAT,
-        "model": {"name": config.model.name, "params": config.model.params},
+        "model": {"name": config.model.name, "params": params},
         "parameters": n_params,
         "config": config.model_dump(mode="json"),
-        "class_names": list(CLASS_NAMES),
+        "class_names": list(data.class_names),
+        "input_spec": data.spec.to_dict(),
         "data_checksums": data.checksums,
+        "data_manifest": (
+            {"file": MANIFEST_NAME, "sha256": manifest_sha, "counts": data.dataset.counts()}
+            if data.dataset is not None and manifest_sha
+            else None
+        ),
+        "transfer": transfer.to_dict() if transfer is not None else None,
         "versions": library_versions(),
         "git_sha": git_sha(),
         "device": str(device),
@@ -330,12 +369,8 @@ def train(
         base_meta["teacher"] = str(tc.distill.teacher_checkpoint)
     if device.type == "cuda":
         # The whole dataset fits in GPU memory; per-batch host copies would dominate.
-        data = PreparedData(
-            data.train_x.to(device),
-            data.train_y.to(device),
-            data.val_x,
-            data.val_y,
-            data.checksums,
+        data = dataclasses.replace(
+            data, train_x=data.train_x.to(device), train_y=data.train_y.to(device)
         )
     stopped_early = False
     epoch = start_epoch - 1
