@@ -96,8 +96,12 @@ class AugmentConfig(StrictModel):
     hflip: bool = True
     crop_padding: int = Field(2, ge=0)
     rotation_degrees: float = Field(0.0, ge=0)
+    scale: float = Field(0.0, ge=0, lt=0.5)  # random zoom, +- this fraction
     brightness: float = Field(0.0, ge=0, lt=1)
     random_erasing: float = Field(0.0, ge=0, le=1)
+    # RGB inputs only: probability of a grey copy, and per-channel colour scaling.
+    grayscale: float = Field(0.0, ge=0, le=1)
+    channel_jitter: float = Field(0.0, ge=0, lt=1)
 
 
 class DistillConfig(StrictModel):

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 data_app = typer.Typer(
-    help="Find, verify, import or download Fashion-MNIST.",
+    help="Find, verify, import or download Fashion-MNIST; check a catalog folder.",
     no_args_is_help=True,
 )
 
@@ -20,8 +20,10 @@ data_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the root app."""
     from product_classifier.cli import import_folder
+    from product_classifier.cli.check_folder import check_folder
 
     import_folder.register(data_app)
+    data_app.command("check")(check_folder)
     app.add_typer(data_app, name="data")
 
 

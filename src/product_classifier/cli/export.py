@@ -19,10 +19,14 @@ def export(
     ),
     model_version: str | None = typer.Option(None, help="Default: CONFIGNAME-YYYYMMDD."),
 ) -> None:
-    """Export to ONNX, check it against PyTorch, evaluate it on the test set, write the card."""
+    """Export to ONNX, check it against PyTorch, evaluate it on its test split, write the card."""
     from product_classifier.export.release import release_checkpoint
 
-    card = release_checkpoint(checkpoint, out_dir, tta_flip=tta_flip, model_version=model_version)
+    # The release's report keeps its place; any other export keeps its report beside the model.
+    reports = Path("reports/release") if out_dir == Path("artifacts") else out_dir / "report"
+    card = release_checkpoint(
+        checkpoint, out_dir, tta_flip=tta_flip, model_version=model_version, reports_dir=reports
+    )
     test = card["metrics"]["test"]
     typer.echo(
         f"{out_dir / card['file']} ({card['size_bytes'] / 1e6:.2f} MB, "

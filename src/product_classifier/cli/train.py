@@ -14,8 +14,18 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    config: Path = typer.Option(
-        Path("configs/baseline.yaml"), "--config", "-c", help="Experiment YAML under configs/."
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Experiment YAML under configs/ (default: configs/catalog.yaml with --data, "
+        "else configs/baseline.yaml).",
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="A catalog folder: one sub-folder per category (or train/ and test/ holding "
+        "them). Sets data.folder.",
     ),
     overrides: list[str] = typer.Option(
         [], "--set", "-s", help="Override a config value, e.g. --set train.epochs=3 (repeatable)."
@@ -34,7 +44,14 @@ def train(
     """Train a model from a YAML config, with a progress bar, early stopping and checkpoints."""
     from product_classifier.cli.common import load_config_or_exit
 
+    if data is not None and not data.is_dir():
+        typer.secho(f"--data {data}: not a folder", fg="red", err=True)
+        raise typer.Exit(2)
+    if config is None:
+        config = Path("configs/catalog.yaml" if data is not None else "configs/baseline.yaml")
     cfg = load_config_or_exit(config, overrides)
+    if data is not None:
+        cfg.data.folder = data  # set after parsing: a path is not YAML
     from product_classifier.training.trainer import train as run_training
 
     if run_dir is None and resume and cfg.train.run_name is None:
@@ -42,7 +59,14 @@ def train(
         raise typer.Exit(2)
     if progress is None:
         progress = sys.stderr.isatty()
-    result = run_training(cfg, run_dir=run_dir, resume=resume, progress=progress)
+    from product_classifier.data.folder import FolderDataError
+    from product_classifier.models.transfer import PretrainedError
+
+    try:
+        result = run_training(cfg, run_dir=run_dir, resume=resume, progress=progress)
+    except (FolderDataError, PretrainedError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
     typer.echo(
         f"best val accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch} "
         f"({result.epochs_run} epochs, {result.wall_seconds / 60:.1f} min, "

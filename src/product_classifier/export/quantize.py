@@ -87,6 +87,8 @@ class QuantizedModel:
     model_version: str
     calibration_split: str = "train"
     details: dict[str, Any] = field(default_factory=dict)
+    calibration_source: str = "Fashion-MNIST"
+    calibration_images: int | None = None  # fewer than calibration_size for a small catalog
 
     def description(self) -> dict[str, Any]:
         """What the card and the file's metadata record about how it was made."""
@@ -97,8 +99,9 @@ class QuantizedModel:
             "weights": "int8, per-channel" if self.settings.per_channel else "int8, per-tensor",
             "activations": "uint8, per-tensor (asymmetric)",
             "calibration_data": (
-                f"{self.settings.calibration_size} stratified Fashion-MNIST "
-                f"{self.calibration_split} images (seed {self.settings.seed}); never the test set"
+                f"{self.calibration_images or self.settings.calibration_size} stratified "
+                f"{self.calibration_source} {self.calibration_split} images (seed "
+                f"{self.settings.seed}); never the test set"
             ),
             "excluded_nodes": list(self.excluded_nodes),
             "settings": self.settings.to_dict(),
@@ -272,6 +275,12 @@ def quantize_model(
             settings.calibration_size, settings.seed, data_dir, model_path=model_path
         )
     images = np.ascontiguousarray(images, dtype=np.float32)
+    # Every calibration batch must have the same shape (onnxruntime stacks them): a small
+    # catalog gets one batch of all its images, a larger set drops the ragged tail.
+    batch_size = min(settings.batch_size, len(images))
+    images = images[: len(images) // batch_size * batch_size]
+    is_catalog = any(p.key == "input_spec" for p in source.metadata_props)
+    calibration_source = "catalog" if is_catalog else "Fashion-MNIST"
     version = next((p.value for p in source.metadata_props if p.key == "model_version"), "")
     if not version:
         raise ValueError(f"{model_path}: metadata 'model_version' is missing")
@@ -287,9 +296,9 @@ def quantize_model(
         quant_pre_process(str(model_path), str(pre))
         pre_model = onnx.load(str(pre))
         excluded = resolve_excluded_nodes(pre_model, settings.exclude)
-        reader = _ImageReader(images, settings.batch_size)
+        reader = _ImageReader(images, batch_size)
         extra_options: dict[str, Any] = {
-            "CalibStridedMinMax": _chunk_batches(len(reader), settings.batch_size),
+            "CalibStridedMinMax": _chunk_batches(len(reader), batch_size),
             "CalibPercentile": settings.percentile,
         }
         if settings.float_logits:
@@ -314,6 +323,8 @@ def quantize_model(
             settings=settings,
             excluded_nodes=excluded,
             model_version=version + INT8_SUFFIX,
+            calibration_source=calibration_source,
+            calibration_images=len(images),
         )
         quantized = _finish(onnx.load(str(raw)), source, result)
         onnx.checker.check_model(quantized)

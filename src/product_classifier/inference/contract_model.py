@@ -63,9 +63,7 @@ def build_contract_model(
         ],
         name="contract_test_model",
         inputs=[
-            helper.make_tensor_value_info(
-                input_name, TensorProto.FLOAT, [batch_dim, *item_shape]
-            )
+            helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch_dim, *item_shape])
         ],
         outputs=[
             helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch_dim, num_classes])

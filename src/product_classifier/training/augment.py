@@ -14,18 +14,21 @@ import torch.nn.functional as F
 from product_classifier.config import AugmentConfig
 
 
-def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator | None) -> torch.Tensor:
-    """Zero-pad by ``padding`` and crop back at a random offset (per sample)."""
+def random_crop(
+    x: torch.Tensor, padding: int, gen: torch.Generator | None, fill: float = 0.0
+) -> torch.Tensor:
+    """Pad by ``padding`` with the background ``fill`` and crop back at a random offset."""
     if padding <= 0:
         return x
-    n, c, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
+    n, _, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding), value=fill)
     offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=gen, device="cpu").to(x.device)
     rows = offsets[0, :, None] + torch.arange(h, device=x.device)  # [n, h]
     cols = offsets[1, :, None] + torch.arange(w, device=x.device)  # [n, w]
     batch = torch.arange(n, device=x.device)[:, None, None]
-    out = padded[:, 0][batch, rows[:, :, None], cols[:, None, :]]
-    return out.unsqueeze(1) if c == 1 else padded[..., :h, :w]
+    # Channels last for the gather, so one index expression crops every channel.
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 def random_hflip(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
@@ -33,16 +36,26 @@ def random_hflip(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
-def random_rotation(x: torch.Tensor, degrees: float, gen: torch.Generator | None) -> torch.Tensor:
-    if degrees <= 0:
+def random_rotation(
+    x: torch.Tensor,
+    degrees: float,
+    gen: torch.Generator | None,
+    scale: float = 0.0,
+    fill: float = 0.0,
+) -> torch.Tensor:
+    """Rotate by up to ``degrees`` and zoom by up to ``scale`` (per sample, background ``fill``)."""
+    if degrees <= 0 and scale <= 0:
         return x
     n = x.shape[0]
     angles = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(degrees)
-    cos, sin = torch.cos(angles), torch.sin(angles)
+    zoom = 1 + (torch.rand(n, generator=gen) * 2 - 1) * scale  # >1 shrinks the item
+    cos, sin = torch.cos(angles) * zoom, torch.sin(angles) * zoom
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+    # grid_sample pads with zeros: shift so that the background is what it pads with.
+    out = F.grid_sample(x - fill, grid, align_corners=False, padding_mode="zeros")
+    return out + fill
 
 
 def random_brightness(x: torch.Tensor, amount: float, gen: torch.Generator | None) -> torch.Tensor:
@@ -52,8 +65,28 @@ def random_brightness(x: torch.Tensor, amount: float, gen: torch.Generator | Non
     return (x * factor.to(x.device, x.dtype)[:, None, None, None]).clamp_(0, 1)
 
 
+def random_colour(
+    x: torch.Tensor, grayscale: float, channel_jitter: float, gen: torch.Generator | None
+) -> torch.Tensor:
+    """RGB only: turn a sample grey with probability ``grayscale``, and scale each channel by
+    up to +-``channel_jitter`` (a catalog's colours vary by supplier, its shapes don't)."""
+    if x.shape[1] != 3 or (grayscale <= 0 and channel_jitter <= 0):
+        return x
+    n = x.shape[0]
+    if channel_jitter > 0:
+        factors = 1 + (torch.rand(n, 3, generator=gen) * 2 - 1) * channel_jitter
+        # Scale the distance from white, so the page stays white.
+        x = 1 - (1 - x) * factors.to(x.device, x.dtype)[:, :, None, None]
+    if grayscale > 0:
+        weights = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype)
+        grey = (x * weights[None, :, None, None]).sum(1, keepdim=True).expand_as(x)
+        pick = (torch.rand(n, generator=gen) < grayscale).to(x.device)
+        x = torch.where(pick[:, None, None, None], grey, x)
+    return x.clamp(0, 1)
+
+
 def random_erasing(
-    x: torch.Tensor, probability: float, gen: torch.Generator | None
+    x: torch.Tensor, probability: float, gen: torch.Generator | None, fill: float = 0.0
 ) -> torch.Tensor:
     """Zhong et al. 2020: blank a random rectangle (2-40% of the area, aspect 0.3-3.3)."""
     if probability <= 0:
@@ -72,16 +105,24 @@ def random_erasing(
     in_rows = (ys >= top[:, None]) & (ys < (top + eh)[:, None])
     in_cols = (xs >= left[:, None]) & (xs < (left + ew)[:, None])
     mask = (in_rows[:, :, None] & in_cols[:, None, :]) & apply[:, None, None]
-    return x.masked_fill(mask[:, None].to(x.device), 0.0)
+    return x.masked_fill(mask[:, None].to(x.device), fill)
 
 
 def augment_batch(
-    x: torch.Tensor, config: AugmentConfig, gen: torch.Generator | None = None
+    x: torch.Tensor,
+    config: AugmentConfig,
+    gen: torch.Generator | None = None,
+    background: float = 0.0,
 ) -> torch.Tensor:
-    """x: float [N,1,28,28] in [0,1]. Random numbers come from a CPU generator for determinism."""
+    """x: float [N,C,S,S] in [0,1]. Random numbers come from a CPU generator for determinism.
+
+    ``background`` is the page's value: 0 for Fashion-MNIST (dark), 1 for letterboxed
+    catalog photos (white); padding, rotation and erasing fill with it.
+    """
     if config.hflip:
         x = random_hflip(x, gen)
-    x = random_crop(x, config.crop_padding, gen)
-    x = random_rotation(x, config.rotation_degrees, gen)
+    x = random_crop(x, config.crop_padding, gen, background)
+    x = random_rotation(x, config.rotation_degrees, gen, config.scale, background)
+    x = random_colour(x, config.grayscale, config.channel_jitter, gen)
     x = random_brightness(x, config.brightness, gen)
-    return random_erasing(x, config.random_erasing, gen)
+    return random_erasing(x, config.random_erasing, gen, background)

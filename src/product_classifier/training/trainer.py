@@ -372,6 +372,8 @@ def train(
         data = dataclasses.replace(
             data, train_x=data.train_x.to(device), train_y=data.train_y.to(device)
         )
+    # The page colour that augmentation pads with: Fashion-MNIST is dark, letterboxes white.
+    background = 1.0 if data.spec.canonicalization == "letterbox" else 0.0
     stopped_early = False
     epoch = start_epoch - 1
     for epoch in range(start_epoch, tc.epochs):
@@ -393,7 +395,7 @@ def train(
             idx = perm[step * tc.batch_size : (step + 1) * tc.batch_size]
             x = data.train_x[idx].to(device, non_blocking=True)
             y = data.train_y[idx].to(device, non_blocking=True)
-            x = augment_batch(x, config.augment, gen)
+            x = augment_batch(x, config.augment, gen, background)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
