@@ -43,3 +43,30 @@ def test_missing_file_and_bad_yaml_are_config_errors(tmp_path):
     broken.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_experiment_config(broken)
+
+
+# -- catalog configs ---------------------------------------------------------------------------
+
+
+def test_the_catalog_config_loads_with_its_input_spec() -> None:
+    from product_classifier.preprocessing import InputSpec
+
+    cfg = load_experiment_config("configs/catalog.yaml", ["data.folder=some/folder"])
+    assert cfg.input.spec() == InputSpec(size=64, channels=3, canonicalization="letterbox")
+    assert cfg.data.use_fashion_mnist is False  # a folder alone: no Fashion-MNIST
+    assert load_experiment_config("configs/baseline.yaml").data.use_fashion_mnist is True
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["input.size=64"], "fashion-mnist' means 28x28"),
+        (["input.canonicalization=letterbox", "input.channels=4"], "1 .grey. or 3"),
+        (["data.fashion_mnist=false"], "no folder is set"),
+        (["data.folder=x", "data.val_fraction=0.5", "data.test_fraction=0.45"], "under 10%"),
+        (["model.pretrained=true"], "needs a 'timm/<name>' model"),
+    ],
+)
+def test_wrong_catalog_settings_fail_at_load_with_the_reason(overrides, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_experiment_config("configs/baseline.yaml", overrides)

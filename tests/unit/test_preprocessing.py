@@ -7,11 +7,17 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from product_classifier.preprocessing import (
+    FASHION_MNIST_SPEC,
+    InputSpec,
+    InputSpecError,
     PreprocessConfig,
     PreprocessingError,
     canonicalize,
     decode_image,
+    from_fashion_mnist,
+    letterbox,
     preprocess_bytes,
+    preprocess_image,
     to_grayscale,
     to_model_input,
 )
@@ -268,3 +274,81 @@ def test_any_decodable_image_of_any_mode_size_and_format_gives_a_unit_tensor(
         return  # refused cleanly (e.g. a codec that cannot read its own output back)
     assert x.shape == (1, 1, 28, 28) and x.dtype == np.float32
     assert np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1
+
+
+# -- input specs and the letterbox canonicalisation (catalog models) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"size": 64}, "fashion-mnist' means 28x28"),
+        ({"channels": 3}, "fashion-mnist' means 28x28"),
+        ({"canonicalization": "crop"}, "not one of"),
+        ({"size": 8, "canonicalization": "letterbox"}, r"\[16, 512\]"),
+        ({"size": 64, "channels": 2, "canonicalization": "letterbox"}, "1 .grey. or 3"),
+    ],
+)
+def test_impossible_input_specs_say_why(kwargs: dict, message: str) -> None:
+    with pytest.raises(InputSpecError, match=message):
+        InputSpec(**kwargs)
+
+
+def test_a_spec_round_trips_through_onnx_metadata() -> None:
+    spec = InputSpec(size=96, channels=3, canonicalization="letterbox")
+    assert InputSpec.from_metadata({"input_spec": spec.to_json()}) == spec
+    assert InputSpec.from_metadata({}) == FASHION_MNIST_SPEC  # today's files: no key
+    with pytest.raises(InputSpecError, match="unknown input spec keys"):
+        InputSpec.from_dict({"size": 28, "mean": 0.5})
+
+
+def test_letterbox_trims_the_page_keeps_the_aspect_and_centres_on_white() -> None:
+    spec = InputSpec(size=64, channels=3, canonicalization="letterbox")
+    photo = Image.new("RGB", (900, 600), "white")
+    photo.paste((10, 120, 200), (300, 250, 700, 450))  # a 400x200 item, off-centre
+    out = letterbox(photo, spec)
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    item = np.abs(out.astype(int) - 255).sum(axis=2) > 48
+    rows, cols = np.flatnonzero(item.any(axis=1)), np.flatnonzero(item.any(axis=0))
+    # Longer side fills the square (less the 4% margin), aspect 2:1 kept, centred.
+    assert 56 <= cols[-1] - cols[0] + 1 <= 64
+    assert 26 <= rows[-1] - rows[0] + 1 <= 34
+    assert abs((rows[0] + rows[-1]) / 2 - 31.5) <= 1.5
+    assert tuple(out[32, 32]) == pytest.approx((10, 120, 200), abs=6)
+    assert tuple(out[0, 0]) == (255, 255, 255)
+
+
+def test_letterbox_composites_transparency_on_white_and_can_be_grey() -> None:
+    spec = InputSpec(size=32, channels=1, canonicalization="letterbox")
+    icon = Image.new("RGBA", (200, 200), (0, 0, 0, 0))
+    icon.paste((0, 0, 0, 255), (50, 50, 150, 150))
+    out = preprocess_image(icon, None, spec)
+    assert out.shape == (32, 32)
+    assert out[0, 0] == 255 and out[16, 16] == 0
+
+
+def test_model_input_of_colour_images_is_channels_first() -> None:
+    spec = InputSpec(size=16, channels=3, canonicalization="letterbox")
+    images = np.zeros((2, 16, 16, 3), dtype=np.uint8)
+    images[..., 1] = 255  # green
+    x = to_model_input(images, spec)
+    assert x.shape == (2, 3, 16, 16)
+    assert x[:, 1].min() == 1.0 and x[:, 0].max() == 0.0
+
+
+def test_preprocess_bytes_follows_the_spec() -> None:
+    spec = InputSpec(size=48, channels=3, canonicalization="letterbox")
+    buf = io.BytesIO()
+    Image.new("RGB", (120, 80), (200, 10, 10)).save(buf, "JPEG")
+    assert preprocess_bytes(buf.getvalue(), None, spec).shape == (1, 3, 48, 48)
+    assert preprocess_bytes(buf.getvalue()).shape == (1, 1, 28, 28)  # the default stays
+
+
+def test_fashion_mnist_images_become_dark_items_on_white_for_a_letterbox_spec() -> None:
+    item = np.zeros((1, 28, 28), dtype=np.uint8)
+    item[0, 10:18, 10:18] = 255  # bright item on dark, Fashion-MNIST's orientation
+    spec = InputSpec(size=56, channels=3, canonicalization="letterbox")
+    out = from_fashion_mnist(item, spec)
+    assert out.shape == (1, 56, 56, 3)
+    assert tuple(out[0, 0, 0]) == (255, 255, 255) and tuple(out[0, 28, 28]) == (0, 0, 0)
+    assert from_fashion_mnist(item, FASHION_MNIST_SPEC) is item

@@ -1,0 +1,79 @@
+"""Transfer learning from weights files made here (no hub is reachable, none is needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import pytest
+import torch
+
+from product_classifier.models import create_model
+from product_classifier.models.transfer import PretrainedError, load_pretrained, read_weights
+
+
+def _backbone(**params) -> torch.nn.Module:
+    return create_model("resnet", depth=8, width=8, **params)
+
+
+def test_a_fashion_mnist_backbone_starts_a_colour_catalog_model(tmp_path: Path) -> None:
+    source = _backbone()  # 1 channel, 10 classes: a Fashion-MNIST model
+    path = tmp_path / "fmnist.pt"
+    torch.save(source.state_dict(), path)
+    target = _backbone(in_channels=3, num_classes=4, stem_stride=2)
+    report = load_pretrained(target, path)
+    state = target.state_dict()
+    # The stem's grey filters are spread over R, G and B: their sum is the grey filter.
+    stem = "stem.0.weight"
+    assert stem in report.adapted
+    assert torch.allclose(state[stem].sum(dim=1), source.state_dict()[stem][:, 0], atol=1e-6)
+    # Blocks load as they are; the 4-class head is new (its shape differs).
+    block = next(k for k in state if k.startswith("stages.") and k.endswith("conv1.weight"))
+    assert torch.equal(state[block], source.state_dict()[block])
+    assert "head.3.weight" in report.skipped and "head.3.weight" in report.fresh
+    # The graph's normalisation describes the new data, not the old.
+    assert "normalize.mean" in report.fresh
+    assert "loaded" in report.summary()
+
+
+def test_a_project_checkpoint_gives_its_ema_weights(tmp_path: Path) -> None:
+    model, ema = _backbone(), _backbone()
+    path = tmp_path / "best.pt"
+    torch.save(
+        {"format": 1, "model_state": model.state_dict(), "ema_state": ema.state_dict()}, path
+    )
+    weights = read_weights(path)
+    assert torch.equal(weights["stem.0.weight"], ema.state_dict()["stem.0.weight"])
+
+
+def test_safetensors_files_load(tmp_path: Path) -> None:
+    import safetensors.torch as safetensors
+
+    path = tmp_path / "w.safetensors"
+    source = _backbone()
+    safetensors.save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    report = load_pretrained(_backbone(), path)
+    assert len(report.loaded) > 10
+
+
+def test_unusable_weights_say_why(tmp_path: Path) -> None:
+    with pytest.raises(PretrainedError, match="not found"):
+        load_pretrained(_backbone(), tmp_path / "missing.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"encoder.weight": torch.zeros(3, 3)}, other)
+    with pytest.raises(PretrainedError, match="no tensor matches"):
+        load_pretrained(_backbone(), other)
+    pickled = tmp_path / "code.pt"
+    torch.save({"config": PurePosixPath("runs")}, pickled)  # a class, not a tensor
+    with pytest.raises(PretrainedError, match="not a plain weights file"):
+        read_weights(pickled)
+
+
+def test_timm_names_need_timm_and_say_so() -> None:
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        with pytest.raises(PretrainedError, match="pip install timm"):
+            create_model("timm/resnet18", num_classes=3, in_channels=3)
+    else:  # pragma: no cover - where timm is installed, the library's own loader runs
+        model = create_model("timm/resnet18", num_classes=3, in_channels=3)
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
