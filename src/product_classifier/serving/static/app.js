@@ -11,6 +11,7 @@
   const MAX_RETRIES = 3; // on 503 (overloaded / not ready), honouring Retry-After
   const API_BATCH = "v1/predict/batch"; // relative: works behind a path prefix too
   const API_READY = "ready";
+  const API_CATEGORIES = "v1/categories";
 
   const $ = (id) => document.getElementById(id);
   const dropZone = $("drop-zone");
@@ -24,6 +25,7 @@
   const onlyReview = $("only-review");
   const serviceStatus = $("service-status");
   const modelVersionEl = $("model-version");
+  const categoriesEl = $("categories");
 
   /** @type {{id:number, file:File, url:string, state:string, result:any, error:any, row:HTMLElement}[]} */
   let items = [];
@@ -55,6 +57,21 @@
     if (!version || version === modelVersion) return;
     modelVersion = version;
     modelVersionEl.textContent = "Model " + version;
+    loadCategories();
+  }
+
+  // The loaded model's own categories (a catalog model has the shop's, not Fashion-MNIST's).
+  async function loadCategories() {
+    try {
+      const response = await fetch(API_CATEGORIES, { cache: "no-store" });
+      if (!response.ok) return;
+      const data = await response.json();
+      const names = (data.categories || []).map((c) => c.category);
+      categoriesEl.textContent = names.length ? "Categories: " + names.join(", ") : "";
+      categoriesEl.dataset.count = String(names.length);
+    } catch (err) {
+      categoriesEl.textContent = "";
+    }
   }
 
   // ---- choosing files ------------------------------------------------------------------
