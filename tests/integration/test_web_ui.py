@@ -49,6 +49,7 @@ CHROMIUM_ARGS = [
 ]
 RELEASED_MODEL = REPO_ROOT / "artifacts" / "model.onnx"
 SCREENSHOT = REPO_ROOT / "docs" / "img" / "web-ui.png"
+CATALOG_SCREENSHOT = REPO_ROOT / "docs" / "img" / "web-ui-catalog.png"
 VIEWPORT = {"width": 1280, "height": 1000}
 TIMEOUT_MS = 30_000
 
@@ -291,5 +292,43 @@ def test_docs_page_works_offline(browser: Browser, live: LiveServer) -> None:
         page.goto(live.base_url + "/docs")
         page.get_by_text("/v1/predict/batch", exact=True).first.wait_for()
         assert not outside, f"/docs fetched from outside: {outside}"
+    finally:
+        context.close()
+
+
+def test_a_catalog_model_shows_its_own_categories_on_the_page(
+    browser: Browser, catalog_server: LiveServer, catalog_folder: Path, tmp_path: Path
+) -> None:
+    """Served from ``OUT/model.onnx`` of the catalog end-to-end test: the page lists the
+    folder's categories and labels held-out pictures with them, as the API does."""
+    categories = [
+        c["category"]
+        for c in httpx.get(f"{catalog_server.base_url}/v1/categories").json()["categories"]
+    ]
+    assert "Sneaker" not in categories and "watch" in categories
+    pictures = sorted((catalog_folder / "test").rglob("*.*"))[::23][:5]
+    expected = api_results(catalog_server, pictures)
+    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(catalog_server.base_url + "/")
+        page.wait_for_selector("#categories[data-count]")
+        listed = page.inner_text("#categories")
+        assert listed == "Categories: " + ", ".join(categories)
+        chooser = open_picker_with_keyboard(page)
+        chooser.set_files([str(p) for p in pictures])
+        page.wait_for_function(
+            """n => document.querySelectorAll(
+                '#results-body tr[data-state="done"]').length === n""",
+            arg=len(pictures),
+        )
+        shown = {r["filename"]: r["shownCategory"] for r in rows(page)}
+        assert shown == {name: r["category"] for name, r in expected.items()}
+        assert set(shown.values()) <= set(categories)
+        shot = tmp_path / "catalog-page.png"
+        page.screenshot(path=str(shot))
+        if os.environ.get("UPDATE_SCREENSHOTS") == "1" or not CATALOG_SCREENSHOT.exists():
+            shutil.copyfile(shot, CATALOG_SCREENSHOT)
     finally:
         context.close()
