@@ -8,7 +8,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 .PHONY: help install install-serve serve test test-fast lint format typecheck data train train-release \
-        search evaluate export quantize cascade benchmark loadtest test-notebooks docker-test clean docker-build docker-base audit actionlint security
+        search evaluate export quantize cascade benchmark loadtest test-notebooks catalog-folder catalog-demo catalog-report docker-test clean docker-build docker-base audit actionlint security
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ $(VENV)/.serve-stamp: requirements/serve.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-stamp: requirements/serve.txt requirements/train.txt requirements/dev.txt pyproject.toml | $(BIN)/python
+$(VENV)/.dev-stamp: requirements/serve.txt requirements/train.txt requirements/dev.txt requirements/fixtures.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -r requirements/dev.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@ $(VENV)/.serve-stamp
@@ -94,6 +94,21 @@ evaluate: install  ## Evaluate artifacts/model.onnx on the 10k test set
 
 export: install  ## Export CHECKPOINT=runs/.../best.pt to artifacts/ (then run make quantize)
 	$(BIN)/product-classifier export $(CHECKPOINT)
+
+# Your own catalog (docs/retrain-your-catalog.md): a six-category picture folder rebuilt from
+# pinned public packages, and the report of what the shipped catalog config does with it.
+CATALOG_DIR ?= data/catalog-demo
+catalog-folder: install  ## Build the six-category demo catalog folder -> $(CATALOG_DIR)
+	$(BIN)/python scripts/picture_sets/build_catalog.py --out $(CATALOG_DIR)
+
+catalog-demo: catalog-folder  ## Train, export and score a model on the demo catalog -> models/catalog-demo
+	$(BIN)/product-classifier train --data $(CATALOG_DIR)/train --run-dir runs/catalog-demo
+	$(BIN)/product-classifier export runs/catalog-demo/best.pt --out-dir models/catalog-demo
+	$(BIN)/product-classifier quantize --model models/catalog-demo/model.onnx --out models/catalog-demo/model.int8.onnx
+	$(BIN)/product-classifier evaluate --model models/catalog-demo/model.onnx --data $(CATALOG_DIR)/test --out-dir models/catalog-demo/held-out
+
+catalog-report: install  ## Accuracy vs pictures per category on the demo catalog -> docs/catalog-report.md (~10 min)
+	$(BIN)/python scripts/catalog_report.py
 
 loadtest: install  ## Load-test the API vs a naive baseline -> docs/performance.md (~40 min; LOADTEST_ARGS=--smoke)
 	$(BIN)/product-classifier benchmark load $(LOADTEST_ARGS)
