@@ -29,9 +29,14 @@ class TopKEntry(BaseModel):
 
 class Prediction(BaseModel):
     category: str = Field(description="Top-1 catalog category.")
-    class_id: int = Field(description="Fashion-MNIST label index of the category.")
+    class_id: int = Field(
+        description="Index of the category in the model's class list (Fashion-MNIST's label "
+        "index for the released model)."
+    )
     confidence: float = Field(description="Top-1 probability.")
-    top_k: list[TopKEntry] = Field(description="The 3 most likely categories, best first.")
+    top_k: list[TopKEntry] = Field(
+        description="The 3 most likely categories (all, if the model has fewer), best first."
+    )
     needs_review: bool = Field(description="Confidence is below the review threshold.")
 
 
