@@ -110,6 +110,40 @@ def test_the_service_answers_with_the_folders_categories(
     assert 'predictions_total{category="umbrella"}' in metrics
 
 
+def test_the_bulk_cli_answers_with_the_folders_categories(catalog_release, tmp_path) -> None:
+    import csv
+    import subprocess
+    import sys
+
+    from live_server import REPO_ROOT, clean_env
+
+    out = tmp_path / "predictions.csv"
+    held_out = catalog_release.folder / "test" / "umbrella"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "product_classifier.cli.main",
+            "predict",
+            str(held_out),
+            "--model",
+            str(catalog_release.out_dir / "model.onnx"),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=clean_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == len(list(held_out.iterdir()))
+    assert {r["category"] for r in rows} <= set(CATEGORIES)
+    assert sum(r["category"] == "umbrella" for r in rows) >= len(rows) // 2
+
+
 def test_the_int8_model_agrees_with_fp32_on_held_out_pictures(catalog_release) -> None:
     out = catalog_release.out_dir
     fp32, int8 = OnnxPredictor(out / "model.onnx"), OnnxPredictor(out / "model.int8.onnx")

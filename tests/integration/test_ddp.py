@@ -76,8 +76,13 @@ def test_cli_train_under_torchrun_runs_both_ranks_and_writes_one_checkpoint(
     for rank in (0, 1):
         out = _rank_output(tmp_path / "logs", rank)
         assert "best val accuracy" in out, f"rank {rank} did not finish training:\n{out}"
-    # Only rank 0 writes: one run directory, one best and one last checkpoint.
-    assert sorted(p.name for p in run_dir.iterdir()) == ["best.pt", "config.yaml", "last.pt"]
+    # Only rank 0 writes: one run directory, one best and one last checkpoint, one manifest.
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "best.pt",
+        "config.yaml",
+        "data_manifest.json",
+        "last.pt",
+    ]
     assert not (tmp_path / "runs").exists()
     ckpt = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
     assert ckpt["world_size"] == 2
