@@ -119,6 +119,8 @@ class TrainConfig(StrictModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     ema_decay: float | None = Field(None, gt=0, lt=1)
     early_stopping_patience: int | None = Field(5, ge=1)
+    # Small datasets: make every epoch at least this many steps (several passes of the data).
+    min_steps_per_epoch: int | None = Field(None, ge=1)
     # Hard stop for the whole run, checked between epochs (the 15-minute CPU budget).
     max_minutes: float | None = Field(None, gt=0)
     seed: int = 0

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 # Room for multipart boundaries and part headers on top of the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
-_DESCRIPTION = """Sorts product photos into the loaded model's catalog categories (`GET /v1/categories`).
+_DESCRIPTION = """Sorts product photos into the loaded model's categories (`GET /v1/categories`).
 
 Upload an image as `multipart/form-data` (field `file`, or repeated `files` for a batch).
 Every error is JSON `{"error": {"code", "message"}, "request_id"}`."""

@@ -649,6 +649,8 @@ def _finish_stage(
     """Export the best trial to ONNX, log it to its run, and summarise the stage."""
     from optuna.trial import TrialState
 
+    from product_classifier.constants import CLASS_NAMES
+    from product_classifier.export.model_card import checkpoint_spec
     from product_classifier.export.onnx_export import export_onnx
     from product_classifier.training.trainer import model_from_checkpoint
 
@@ -682,8 +684,14 @@ def _finish_stage(
     onnx_path = run_dir / "model.onnx"
     best_run = best.user_attrs["mlflow_run_id"]
     if study.user_attrs.get("best_onnx_run_id") != best_run or not onnx_path.exists():
-        model, _ = model_from_checkpoint(run_dir / "best.pt")
-        export_onnx(model, onnx_path, model_version=f"{study.study_name}-trial{best.number}")
+        model, ckpt = model_from_checkpoint(run_dir / "best.pt")
+        export_onnx(
+            model,
+            onnx_path,
+            model_version=f"{study.study_name}-trial{best.number}",
+            class_names=ckpt.get("class_names") or CLASS_NAMES,
+            spec=checkpoint_spec(ckpt),
+        )
         tracker.log_artifact(best_run, onnx_path, "model")
         previous = study.user_attrs.get("best_onnx_run_id")
         if isinstance(previous, str) and previous != best_run and tracker.run_exists(previous):

@@ -311,6 +311,11 @@ def train(
     optimizer = build_optimizer(model, config)
     per_rank = math.ceil(len(data.train_x) / ctx.world_size)
     steps_per_epoch = max(1, per_rank // tc.batch_size)  # drop_last: BN hates a batch of 1
+    # A small catalog would get one or two optimiser steps per epoch; an epoch is then several
+    # passes (fresh permutations, fresh augmentation), so early stopping and the schedule see
+    # enough steps between validations.
+    steps_per_epoch = max(steps_per_epoch, tc.min_steps_per_epoch or 0)
+    passes = math.ceil(steps_per_epoch * tc.batch_size / max(1, per_rank))
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
 
     start_epoch, best_acc, best_epoch, bad_epochs = 0, -1.0, -1, 0
@@ -380,8 +385,9 @@ def train(
         epoch_start = time.perf_counter()
         train_model.train()
         # Same permutation on every rank (seeded by epoch), each rank takes its own slice.
-        perm = torch.randperm(
-            len(data.train_x), generator=torch.Generator().manual_seed(tc.seed * 7919 + epoch)
+        epoch_gen = torch.Generator().manual_seed(tc.seed * 7919 + epoch)
+        perm = torch.cat(
+            [torch.randperm(len(data.train_x), generator=epoch_gen) for _ in range(passes)]
         )[ctx.rank :: ctx.world_size]
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(
