@@ -8,7 +8,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 .PHONY: help install install-serve serve test test-fast lint format typecheck data train train-release \
-        search evaluate export quantize cascade benchmark loadtest test-notebooks catalog-folder catalog-demo catalog-report docker-test clean docker-build docker-base audit actionlint security
+        search evaluate export quantize cascade benchmark loadtest test-notebooks catalog-folder catalog-demo catalog-report real-pictures-report docker-test clean docker-build docker-base audit actionlint security
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -109,6 +109,9 @@ catalog-demo: catalog-folder  ## Train, export and score a model on the demo cat
 
 catalog-report: install  ## Accuracy vs pictures per category on the demo catalog -> docs/catalog-report.md (~10 min)
 	$(BIN)/python scripts/catalog_report.py
+
+real-pictures-report: install  ## The released models on real product pictures (dev/test) -> docs/real-pictures.md
+	$(BIN)/python scripts/real_pictures_report.py
 
 loadtest: install  ## Load-test the API vs a naive baseline -> docs/performance.md (~40 min; LOADTEST_ARGS=--smoke)
 	$(BIN)/product-classifier benchmark load $(LOADTEST_ARGS)

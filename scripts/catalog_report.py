@@ -62,14 +62,19 @@ def run_one(folder: Path, work: Path) -> dict[str, Any]:
     }
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
+def _size(row: dict[str, Any], folder: dict[str, Any]) -> int:
+    """Training pictures per category before the split: the cap, or the folder's most."""
+    return row["per_category"] or max(folder["train_per_category"].values())
+
+
+def plot(rows: list[dict[str, Any]], folder: dict[str, Any], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.0), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    x = [r["per_category"] for r in rows]
+    x = [_size(r, folder) for r in rows]
     ax.plot(x, [r["held_out"]["accuracy"] for r in rows], "o-", label="held-out sources")
     ax.plot(x, [r["in_folder_test"]["accuracy"] for r in rows], "s--", label="in-folder test")
     ax.axhline(1 / 6, color="grey", lw=0.8, ls=":", label="chance (6 categories)")
@@ -88,10 +93,12 @@ def render(report: dict[str, Any]) -> str:
     from tabulate import tabulate
 
     rows = report["runs"]
+    counts = report["folder"]["train_per_category"]
+    whole = f"all ({min(counts.values())}-{max(counts.values())})"
     curve = tabulate(
         [
             [
-                r["per_category"],
+                r["per_category"] or whole,
                 sum(r["train_pictures_per_category"].values()),
                 f"{r['train_seconds'] / 60:.1f}",
                 r["epochs_run"],
@@ -103,8 +110,8 @@ def render(report: dict[str, Any]) -> str:
             for r in rows
         ],
         headers=[
-            "pictures / category",
-            "train split",
+            "pictures per category",
+            "trained on (after val/test split)",
             "train min",
             "epochs",
             "val acc",
@@ -117,7 +124,13 @@ def render(report: dict[str, Any]) -> str:
     full = rows[-1]
     per_class = tabulate(
         [
-            [c["name"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", c["support"]]
+            [
+                c["name"],
+                f"{c['precision']:.3f}",
+                f"{c['recall']:.3f}",
+                f"{c['f1']:.3f}",
+                c["support"],
+            ]
             for c in full["held_out"]["per_class"]
         ],
         headers=["category", "precision", "recall", "F1", "pictures"],
@@ -171,7 +184,7 @@ def main() -> None:
             build_catalog(folder, per_category=size, quiet=True)
             print(f"== {size or 'all'} pictures per category", flush=True)
             row = run_one(folder, Path(tmp) / f"work-{size or 'all'}")
-            row["per_category"] = size or max(row["train_pictures_per_category"].values())
+            row["per_category"] = size  # None: the whole folder
             runs.append(row)
             print(
                 f"   held-out accuracy {row['held_out']['accuracy']:.3f}, "
@@ -179,23 +192,28 @@ def main() -> None:
                 flush=True,
             )
         manifest = json.loads((Path(tmp) / "folder-all" / "manifest.json").read_text())
-    pictures = manifest["pictures"] if "pictures" in manifest else manifest.get("files", [])
+    pictures = manifest["pictures"]
+    per_category: dict[str, int] = {}
+    for p in pictures:
+        if p["split"] == "train":
+            per_category[p["category"]] = per_category.get(p["category"], 0) + 1
     report = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": {
             "cpus": torch.get_num_threads(),
-            "platform": platform.platform(terse=True),
+            "platform": f"{platform.system()} {platform.machine()}",
             "torch": torch.__version__,
         },
         "folder": {
-            "train": sum(1 for p in pictures if p.get("split") == "train"),
-            "test": sum(1 for p in pictures if p.get("split") == "test"),
+            "train": sum(1 for p in pictures if p["split"] == "train"),
+            "test": sum(1 for p in pictures if p["split"] == "test"),
+            "train_per_category": per_category,
         },
         "runs": runs,
     }
     RAW.parent.mkdir(parents=True, exist_ok=True)
     RAW.write_text(json.dumps(report, indent=1) + "\n")
-    plot(runs, PLOT)
+    plot(runs, report["folder"], PLOT)
     DOC.write_text(render(report))
     print(f"wrote {DOC}, {PLOT}, {RAW}")
 
