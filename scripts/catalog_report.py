@@ -102,9 +102,9 @@ def render(report: dict[str, Any]) -> str:
                 sum(r["train_pictures_per_category"].values()),
                 f"{r['train_seconds'] / 60:.1f}",
                 r["epochs_run"],
-                f"{r['val_accuracy']:.3f}",
-                f"{r['in_folder_test']['accuracy']:.3f}",
-                f"{r['held_out']['accuracy']:.3f}",
+                f"{r['val_accuracy']:.1%}",
+                f"{r['in_folder_test']['accuracy']:.1%}",
+                f"{r['held_out']['accuracy']:.1%}",
                 f"{r['held_out']['macro_f1']:.3f}",
             ]
             for r in rows
@@ -161,7 +161,7 @@ held-out column is what to expect on pictures from a new source.
 
 ## The whole folder, per category (held-out sources)
 
-Accuracy {full["held_out"]["accuracy"]:.3f}, macro-F1 {full["held_out"]["macro_f1"]:.3f} on
+Accuracy {full["held_out"]["accuracy"]:.1%}, macro-F1 {full["held_out"]["macro_f1"]:.3f} on
 {full["held_out"]["n"]} pictures; trained in {full["train_seconds"] / 60:.1f} min.
 
 {per_class}
@@ -171,7 +171,17 @@ Accuracy {full["held_out"]["accuracy"]:.3f}, macro-F1 {full["held_out"]["macro_f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", help="pictures per category to try")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite the page and plot from the last run's raw JSON (no training)",
+    )
     args = parser.parse_args()
+    if args.render_only:
+        report = json.loads(RAW.read_text())
+        plot(report["runs"], report["folder"], PLOT)
+        DOC.write_text(render(report))
+        return
     sizes: tuple[int | None, ...] = (*args.sizes, None) if args.sizes else SIZES
 
     import torch
