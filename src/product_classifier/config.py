@@ -102,6 +102,11 @@ class AugmentConfig(StrictModel):
     # RGB inputs only: probability of a grey copy, and per-channel colour scaling.
     grayscale: float = Field(0.0, ge=0, le=1)
     channel_jitter: float = Field(0.0, ge=0, lt=1)
+    # Grey, bright-on-dark inputs only (Fashion-MNIST): probability of redrawing a photo as a
+    # silhouette, outline, line drawing or shaded clip art (augment.random_style).
+    style: float = Field(0.0, ge=0, le=1)
+    gamma: float = Field(0.0, ge=0)  # random gamma in [1/(1+g), 1+g]
+    blur: float = Field(0.0, ge=0, le=1)  # probability of a light blur
 
 
 class DistillConfig(StrictModel):

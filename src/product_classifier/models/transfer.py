@@ -3,7 +3,9 @@
 Two ways in, both through the config's ``model.pretrained``:
 
 - **A weights file** for any architecture: a state dict (``.pt``/``.pth``), a ``.safetensors``
-  file, or one of this project's checkpoints. Tensors whose name and shape match are loaded;
+  file, one of this project's checkpoints, or an exported ``.onnx`` file of this project (its
+  batch norms are folded into the convolutions, so it fits a ``batch_norm: false`` twin:
+  this is how a released model is fine-tuned when only its ONNX file is at hand). Tensors whose name and shape match are loaded;
   the classifier (a new class list) and anything else that differs keep their fresh
   initialisation, and the counts are reported. A 1-channel stem loaded into a 3-channel model is
   adapted the way timm's ``adapt_input_conv`` does it: the grey filter, spread over R, G and B.
@@ -84,12 +86,56 @@ def create_timm_model(
     return model
 
 
+def _module_name(output: str) -> str:
+    """TorchScript-exported node output -> module path: ``/model/stages/stages.3/shortcut/
+    shortcut.0/Conv_output_0`` -> ``stages.3.shortcut.0`` (each scope repeats its parent's
+    last name with the child's index appended)."""
+    parts = output.split("/")[2:-1]  # drop "", the wrapper's "model" and the op's output
+    names: list[str] = []
+    for part in parts:
+        if names and part.startswith(names[-1] + "."):
+            names[-1] = part.split(".")[-2] + "." + part.split(".")[-1]
+        else:
+            names.append(part)
+    return ".".join(names)
+
+
+def read_onnx_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A BN-free state dict from one of this project's exported ONNX files: every Conv's
+    (folded) weight and bias under its module name, plus the named initialisers (the head,
+    the normalisation buffers)."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError and friends
+        raise PretrainedError(f"{path}: not a readable ONNX file ({exc})") from exc
+    arrays = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    state: dict[str, torch.Tensor] = {}
+    for name, array in arrays.items():
+        if name.startswith("model."):
+            state[name.removeprefix("model.")] = torch.from_numpy(array.copy())
+    for node in proto.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2:
+            continue
+        module = _module_name(node.output[0])
+        state[f"{module}.weight"] = torch.from_numpy(arrays[node.input[1]].copy())
+        if len(node.input) > 2:
+            state[f"{module}.bias"] = torch.from_numpy(arrays[node.input[2]].copy())
+    if not state:
+        raise PretrainedError(f"{path}: no weights found (not exported by this project?)")
+    return state
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.safetensors`` file, a plain ``torch.save`` state dict, or a
-    project checkpoint (its EMA weights when it has them)."""
+    """A state dict from a ``.safetensors`` file, a plain ``torch.save`` state dict, a
+    project checkpoint (its EMA weights when it has them) or a project ONNX file."""
     path = Path(path)
     if not path.is_file():
         raise PretrainedError(f"pretrained weights file not found: {path}")
+    if path.suffix == ".onnx":
+        return read_onnx_weights(path)
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -145,8 +191,13 @@ def load_pretrained(model: nn.Module, path: str | Path) -> TransferReport:
                 report.skipped.append(name)
         else:
             report.skipped.append(name)
-    # Normalisation buffers describe the NEW data's pixels, not the pretraining data's.
-    for name in [n for n in update if n.startswith("normalize.")]:
+    # Normalisation buffers describe the NEW data's pixels, not the pretraining data's; when
+    # both are Fashion-MNIST-like (same statistics) they are the same values anyway.
+    same_data = all(
+        n in own and torch.equal(own[n], weights.get(n, own[n]))
+        for n in ("normalize.mean", "normalize.inv_std")
+    )
+    for name in [n for n in update if n.startswith("normalize.") and not same_data]:
         del update[name]
         if name in report.loaded:
             report.loaded.remove(name)

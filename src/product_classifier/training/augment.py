@@ -85,6 +85,85 @@ def random_colour(
     return x.clamp(0, 1)
 
 
+def _dilate(x: torch.Tensor, k: int) -> torch.Tensor:
+    return F.max_pool2d(x, k, stride=1, padding=k // 2) if k > 1 else x
+
+
+def _erode(x: torch.Tensor, k: int) -> torch.Tensor:
+    return -F.max_pool2d(-x, k, stride=1, padding=k // 2) if k > 1 else x
+
+
+def random_style(x: torch.Tensor, probability: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Fashion-MNIST photos redrawn the way shop pictures are drawn (bright item on dark).
+
+    A shop's picture, after the shared preprocessing, is often not a shaded photograph but a
+    flat silhouette, a line drawing or a silhouette with its seams drawn in. With probability
+    ``probability`` a sample becomes one of (equally likely):
+
+    - **silhouette**: the item's mask (holes closed) at one flat brightness;
+    - **outline**: the mask's edge, 1-3 px wide (outline icons);
+    - **drawn**: the silhouette with the photo's own strong edges drawn dark into it;
+    - **gradient**: the silhouette lit by a linear gradient (shaded clip art).
+
+    Then the item's peak is stretched back to 1, as ``canonicalize`` does for uploads.
+    """
+    if probability <= 0:
+        return x
+    n = x.shape[0]
+    pick = torch.rand(n, generator=gen) < probability
+    if not pick.any():
+        return x
+    style = torch.randint(0, 4, (n,), generator=gen)
+    level = 0.55 + 0.45 * torch.rand(n, generator=gen)
+    width = torch.randint(1, 4, (n,), generator=gen)
+    threshold = 0.04 + 0.12 * torch.rand(n, generator=gen)
+    dev = x.device
+    mask = (x > threshold.to(dev)[:, None, None, None]).to(x.dtype)
+    mask = _erode(_dilate(mask, 3), 3)  # close the small holes of dark fabric
+    silhouette = mask * level.to(dev, x.dtype)[:, None, None, None]
+    outlines = [
+        (mask - _erode(mask, 2 * w + 1)).clamp(0, 1) for w in (1, 2, 3)
+    ]  # widths 1..3: inner edge bands
+    outline = torch.stack(outlines)[width.to(dev) - 1, torch.arange(n, device=dev)]
+    # Strong edges of the photo itself (seams, pockets, laces): a morphological gradient.
+    edges = (_dilate(x, 3) - _erode(x, 3)).clamp(0, 1)
+    drawn = silhouette * (1 - (edges > 0.35).to(x.dtype) * 0.8)
+    angle = torch.rand(n, generator=gen) * 2 * math.pi
+    h, w_ = x.shape[-2:]
+    ys = torch.linspace(-1, 1, h, device=dev)[None, :, None]
+    xs = torch.linspace(-1, 1, w_, device=dev)[None, None, :]
+    ramp = (
+        torch.cos(angle).to(dev)[:, None, None] * xs + torch.sin(angle).to(dev)[:, None, None] * ys
+    )
+    gradient = silhouette * (0.65 + 0.35 * ramp[:, None]).clamp(0.2, 1)
+    styled = torch.stack(
+        [silhouette, outline * level.to(dev, x.dtype)[:, None, None, None], drawn, gradient]
+    )
+    out = styled[style.to(dev), torch.arange(n, device=dev)]
+    peak = out.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+    out = out / peak
+    return torch.where(pick.to(dev)[:, None, None, None], out, x)
+
+
+def random_blur(x: torch.Tensor, probability: float, gen: torch.Generator | None) -> torch.Tensor:
+    """A light 3x3 box blur on some samples (downscaled JPEGs and soft renders)."""
+    if probability <= 0:
+        return x
+    pick = (torch.rand(x.shape[0], generator=gen) < probability).to(x.device)
+    blurred = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    return torch.where(pick[:, None, None, None], blurred, x)
+
+
+def random_gamma(x: torch.Tensor, amount: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Contrast changes as a random gamma in [1/(1+amount), 1+amount] (stroke and fill
+    brightness differ between drawings)."""
+    if amount <= 0:
+        return x
+    log_gamma = (torch.rand(x.shape[0], generator=gen) * 2 - 1) * math.log1p(amount)
+    gamma = torch.exp(log_gamma).to(x.device, x.dtype)[:, None, None, None]
+    return x.clamp_min(0).pow(gamma)
+
+
 def random_erasing(
     x: torch.Tensor, probability: float, gen: torch.Generator | None, fill: float = 0.0
 ) -> torch.Tensor:
@@ -121,8 +200,13 @@ def augment_batch(
     """
     if config.hflip:
         x = random_hflip(x, gen)
+    # Style before geometry: the redrawn item is then shifted, turned and zoomed like a photo.
+    if x.shape[1] == 1 and background == 0.0:
+        x = random_style(x, config.style, gen)
     x = random_crop(x, config.crop_padding, gen, background)
     x = random_rotation(x, config.rotation_degrees, gen, config.scale, background)
     x = random_colour(x, config.grayscale, config.channel_jitter, gen)
     x = random_brightness(x, config.brightness, gen)
+    x = random_gamma(x, config.gamma, gen)
+    x = random_blur(x, config.blur, gen)
     return random_erasing(x, config.random_erasing, gen, background)
