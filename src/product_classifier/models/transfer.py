@@ -5,10 +5,11 @@ Two ways in, both through the config's ``model.pretrained``:
 - **A weights file** for any architecture: a state dict (``.pt``/``.pth``), a ``.safetensors``
   file, one of this project's checkpoints, or an exported ``.onnx`` file of this project (its
   batch norms are folded into the convolutions, so it fits a ``batch_norm: false`` twin:
-  this is how a released model is fine-tuned when only its ONNX file is at hand). Tensors whose name and shape match are loaded;
-  the classifier (a new class list) and anything else that differs keep their fresh
-  initialisation, and the counts are reported. A 1-channel stem loaded into a 3-channel model is
-  adapted the way timm's ``adapt_input_conv`` does it: the grey filter, spread over R, G and B.
+  this is how a released model is fine-tuned when only its ONNX file is at hand). Tensors
+  whose name and shape match are loaded; the classifier (a new class list) and anything else
+  that differs keep their fresh initialisation, and the counts are reported. A 1-channel stem
+  loaded into a 3-channel model is adapted the way timm's ``adapt_input_conv`` does it: the
+  grey filter, spread over R, G and B.
 - **timm** (``model.name: timm/<arch>``, ``pip install timm``): ``pretrained: true`` uses timm's
   normal download path (its hub); ``pretrained: PATH`` gives timm's loader a local file through
   ``pretrained_cfg_overlay``, so offline machines use the same code.
