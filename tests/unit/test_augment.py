@@ -51,3 +51,32 @@ def test_erasing_blanks_pixels_only_when_applied():
     out = random_erasing(x, 1.0, torch.Generator().manual_seed(0))
     erased = (out == 0).flatten(1).float().mean(1)
     assert (erased > 0.015).all() and (erased < 0.45).all()
+
+
+def test_style_redraws_items_as_silhouettes_and_outlines() -> None:
+    from product_classifier.training.augment import random_style
+
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 6:22, 8:20] = torch.linspace(0.3, 0.9, 12)  # a shaded item on dark
+    out = random_style(x, 1.0, torch.Generator().manual_seed(0))
+    again = random_style(x, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # seeded
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert torch.allclose(out.amax(dim=(1, 2, 3)), torch.ones(64))  # peak stretched to 1
+    lit = (out > 0.05).flatten(1).sum(1)
+    # Outlines light far fewer pixels than the 16x12 item; silhouettes light about all of it.
+    assert lit.min() < 100 and lit.max() >= 16 * 12
+    assert torch.equal(random_style(x, 0.0, None), x)
+
+
+def test_colour_crops_shift_every_channel_and_pad_with_the_page() -> None:
+    from product_classifier.training.augment import random_crop
+
+    x = torch.rand(8, 3, 16, 16)
+    out = random_crop(x, 3, torch.Generator().manual_seed(1), fill=1.0)
+    assert out.shape == x.shape
+    # The same shift for R, G and B: channel differences survive wherever no padding shows.
+    diff_in, diff_out = x[:, 0] - x[:, 1], out[:, 0] - out[:, 1]
+    assert torch.isclose(diff_out, diff_in.roll(0)).float().mean() < 1.0  # moved...
+    padded = (out == 1.0).all(dim=1)
+    assert padded.any()  # ...and padded with white, not black

@@ -19,7 +19,8 @@ def test_a_fashion_mnist_backbone_starts_a_colour_catalog_model(tmp_path: Path) 
     source = _backbone()  # 1 channel, 10 classes: a Fashion-MNIST model
     path = tmp_path / "fmnist.pt"
     torch.save(source.state_dict(), path)
-    target = _backbone(in_channels=3, num_classes=4, stem_stride=2)
+    # The trainer sets a catalog's own pixel statistics (letterbox pages are white).
+    target = _backbone(in_channels=3, num_classes=4, stem_stride=2, norm_mean=0.8, norm_std=0.3)
     report = load_pretrained(target, path)
     state = target.state_dict()
     # The stem's grey filters are spread over R, G and B: their sum is the grey filter.
@@ -77,3 +78,23 @@ def test_timm_names_need_timm_and_say_so() -> None:
     else:  # pragma: no cover - where timm is installed, the library's own loader runs
         model = create_model("timm/resnet18", num_classes=3, in_channels=3)
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
+
+
+def test_a_released_onnx_file_rebuilds_its_network_for_fine_tuning(tmp_path: Path) -> None:
+    """Export a batch-norm ResNet (the exporter folds BN into the convolutions), load the ONNX
+    file into its batch_norm=False twin: the twin computes the same logits."""
+    from product_classifier.export.onnx_export import export_onnx
+
+    original = _backbone()
+    with torch.no_grad():  # non-trivial BN statistics, so folding matters
+        for module in original.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    path = export_onnx(original.eval(), tmp_path / "m.onnx", model_version="t")
+    twin = _backbone(batch_norm=False)
+    report = load_pretrained(twin, path)
+    assert not report.fresh and not report.skipped
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(twin.eval()(x), original(x), atol=1e-4)
