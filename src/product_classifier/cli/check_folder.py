@@ -25,8 +25,13 @@ def check_folder(
         ),
     ],
     config: Annotated[
-        Path, typer.Option("--config", "-c", help="Experiment YAML (input spec, split, minimum).")
-    ] = Path("configs/catalog.yaml"),
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Experiment YAML (input spec, split, minimum); default configs/catalog.yaml.",
+        ),
+    ] = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Override a config value.")
     ] = None,
@@ -38,11 +43,11 @@ def check_folder(
     from rich.console import Console
     from rich.table import Table
 
-    from product_classifier.cli.common import load_config_or_exit
+    from product_classifier.cli.common import default_config, load_config_or_exit
     from product_classifier.data.dataset import load_dataset
     from product_classifier.data.folder import FolderDataError
 
-    cfg = load_config_or_exit(config, overrides or [])
+    cfg = load_config_or_exit(config or default_config("catalog"), overrides or [])
     cfg.data.folder = directory
     console = Console()
     try:

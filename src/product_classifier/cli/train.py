@@ -42,16 +42,17 @@ def train(
     ),
 ) -> None:
     """Train a model from a YAML config, with a progress bar, early stopping and checkpoints."""
-    from product_classifier.cli.common import load_config_or_exit
+    from product_classifier.cli.common import default_config, load_config_or_exit
 
     if data is not None and not data.is_dir():
         typer.secho(f"--data {data}: not a folder", fg="red", err=True)
         raise typer.Exit(2)
     if config is None:
-        config = Path("configs/catalog.yaml" if data is not None else "configs/baseline.yaml")
+        config = default_config("catalog" if data is not None else "baseline")
     cfg = load_config_or_exit(config, overrides)
     if data is not None:
-        cfg.data.folder = data  # set after parsing: a path is not YAML
+        # Absolute: evaluate, export and quantize find the pictures from any working directory.
+        cfg.data.folder = data.resolve()  # set after parsing: a path is not YAML
     from product_classifier.training.trainer import train as run_training
 
     if run_dir is None and resume and cfg.train.run_name is None:
