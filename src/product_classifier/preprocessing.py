@@ -227,16 +227,22 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
         lo, hi = float(arr.min()), float(arr.max())
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         return ((arr - lo) * scale).astype(np.uint8)
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
+    image = _on_white(image)
     if image.mode == "CMYK":
         image = image.convert("RGB")
     return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """Transparency composited onto a white page; an opaque image is returned as it is."""
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if not has_alpha:
+        return image
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba)
 
 
 def _border_background(gray: np.ndarray) -> float:
@@ -378,13 +384,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """Any mode -> RGB; transparency is composited onto white (the shop's page)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return Image.fromarray(to_grayscale(image)).convert("RGB")
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
+    image = _on_white(image)
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

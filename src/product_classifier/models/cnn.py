@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -65,24 +67,7 @@ class BaselineCNN(nn.Module):
 
 
 @register_model("baseline_cnn")
-def baseline_cnn(
-    channels: tuple[int, int] | list[int] = (32, 64),
-    hidden: int = 128,
-    dropout: float = 0.3,
-    batch_norm: bool = True,
-    num_classes: int = NUM_CLASSES,
-    in_channels: int = 1,
-    norm_mean: float = FASHION_MNIST_MEAN,
-    norm_std: float = FASHION_MNIST_STD,
-) -> nn.Module:
+def baseline_cnn(channels: tuple[int, int] | list[int] = (32, 64), **params: Any) -> nn.Module:
+    """See :class:`BaselineCNN`; ``channels`` may be a YAML list."""
     c1, c2 = channels
-    return BaselineCNN(
-        (c1, c2),
-        hidden=hidden,
-        dropout=dropout,
-        batch_norm=batch_norm,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        norm_mean=norm_mean,
-        norm_std=norm_std,
-    )
+    return BaselineCNN((c1, c2), **params)

@@ -6,6 +6,8 @@ pixels). SiLU activations and SE ratio 0.25 as in Tan & Le 2019.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -131,25 +133,6 @@ class EfficientNet28(nn.Module):
 
 
 @register_model("efficientnet")
-def efficientnet(
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    dropout: float = 0.2,
-    batch_norm: bool = True,
-    num_classes: int = NUM_CLASSES,
-    in_channels: int = 1,
-    stem_stride: int = 1,
-    norm_mean: float = FASHION_MNIST_MEAN,
-    norm_std: float = FASHION_MNIST_STD,
-) -> nn.Module:
-    return EfficientNet28(
-        width_mult=width_mult,
-        depth_mult=depth_mult,
-        dropout=dropout,
-        batch_norm=batch_norm,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem_stride=stem_stride,
-        norm_mean=norm_mean,
-        norm_std=norm_std,
-    )
+def efficientnet(**params: Any) -> nn.Module:
+    """See :class:`EfficientNet28` for the parameters (unknown ones raise TypeError)."""
+    return EfficientNet28(**params)

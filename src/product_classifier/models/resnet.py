@@ -6,6 +6,8 @@ three quarters of the pixels before the first block. depth = 6n + 2, three stage
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -88,25 +90,6 @@ class ResNet28(nn.Module):
 
 
 @register_model("resnet")
-def resnet(
-    depth: int = 20,
-    width: int = 16,
-    dropout: float = 0.0,
-    batch_norm: bool = True,
-    num_classes: int = NUM_CLASSES,
-    in_channels: int = 1,
-    stem_stride: int = 1,
-    norm_mean: float = FASHION_MNIST_MEAN,
-    norm_std: float = FASHION_MNIST_STD,
-) -> nn.Module:
-    return ResNet28(
-        depth=depth,
-        width=width,
-        dropout=dropout,
-        batch_norm=batch_norm,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem_stride=stem_stride,
-        norm_mean=norm_mean,
-        norm_std=norm_std,
-    )
+def resnet(**params: Any) -> nn.Module:
+    """See :class:`ResNet28` for the parameters (an unknown one raises TypeError naming it)."""
+    return ResNet28(**params)
