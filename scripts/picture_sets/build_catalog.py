@@ -36,16 +36,15 @@ from iconsets import load_iconset
 from manifest import (
     BuildError,
     Source,
+    add_picture,
     check_disjoint,
     check_icons_exist,
+    finish,
     prepare_out_dir,
-    print_summary,
-    sha256_bytes,
     sources_from,
-    write_manifest,
 )
 from packages import DEFAULT_CACHE, PACKAGES, PackageError, fetch
-from render import contact_sheet, random_variation, render_svg
+from render import random_variation, render_svg
 
 BUILDER = "catalog/1"  # bump when a change alters any output byte
 SEED = "product-catalog-v1"
@@ -293,26 +292,21 @@ def build_catalog(
         variation = random_variation(rng, sizes=(64, 512), max_rotation=15.0, max_shift=0.6)
         data = render_svg(iconset.svg(source.icon, variation.color), variation)
         relative = f"{split}/{source.label}/{name}{variation.extension}"
-        path = out_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
         package = PACKAGES[source.package]
-        pictures.append(
-            {
-                "file": relative,
-                "category": source.label,
-                "label": source.label,
-                "split": split,
-                "source_package": package.name,
-                "package_version": package.version,
-                "family": package.family,
-                "original_file": f"package/icons.json#{source.icon}",
-                "licence": package.licence,
-                "sha256": sha256_bytes(data),
-                "width": variation.size,
-                "height": variation.size,
-                "format": variation.fmt,
-            }
+        path = add_picture(
+            out_dir,
+            pictures,
+            relative,
+            data,
+            variation,
+            category=source.label,
+            label=source.label,
+            split=split,
+            source_package=package.name,
+            package_version=package.version,
+            family=package.family,
+            original_file=f"package/icons.json#{source.icon}",
+            licence=package.licence,
         )
         sheet_items.append((path, f"{split}/{source.label}\n{source.package}\n{source.icon}#{k}"))
 
@@ -322,11 +316,10 @@ def build_catalog(
         "seed": SEED,
         "categories": list(CATEGORIES),
     }
-    manifest = write_manifest(out_dir, header, pictures)
-    if contact_sheet_path is not None:
-        contact_sheet(sheet_items, Path(contact_sheet_path))
-    if not quiet:
-        print_summary(pictures, ("train", "test"), key="category")
+    manifest = finish(
+        out_dir, header, pictures, sheet_items, contact_sheet_path, ("train", "test"),
+        quiet=quiet, key="category",
+    )  # fmt: skip
     return manifest
 
 

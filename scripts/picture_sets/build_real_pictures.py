@@ -37,17 +37,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, als
 from iconsets import load_iconset
 from manifest import (
     BuildError,
+    add_picture,
     check_disjoint,
     check_icons_exist,
+    finish,
     prepare_out_dir,
-    print_summary,
-    sha256_bytes,
     sources_from,
-    write_manifest,
 )
 from packages import DEFAULT_CACHE, PACKAGES, PackageError, fetch
 from PIL import Image, ImageChops, ImageDraw, ImageFont
-from render import Variation, contact_sheet, encode, random_variation, render_svg
+from render import Variation, encode, random_variation, render_svg
 
 BUILDER = "real-pictures/1"  # bump when a change alters any output byte
 SEED = "real-pictures-v1"
@@ -427,27 +426,22 @@ def build_real_pictures(
                 original = f"package/icons.json#{source.icon}"
                 package_name = package.name
             relative = f"{split}/{folder_name(source.label)}/{name}{variation.extension}"
-            path = out_dir / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
             in_scope = source.label in CLASS_NAMES
-            pictures.append(
-                {
-                    "file": relative,
-                    "category": folder_name(source.label),
-                    "label": source.label,
-                    "class_id": CLASS_NAMES.index(source.label) if in_scope else None,
-                    "split": split,
-                    "source_package": package_name,
-                    "package_version": version,
-                    "family": family,
-                    "original_file": original,
-                    "licence": licence,
-                    "sha256": sha256_bytes(data),
-                    "width": variation.size,
-                    "height": variation.size,
-                    "format": variation.fmt,
-                }
+            path = add_picture(
+                out_dir,
+                pictures,
+                relative,
+                data,
+                variation,
+                category=folder_name(source.label),
+                label=source.label,
+                class_id=CLASS_NAMES.index(source.label) if in_scope else None,
+                split=split,
+                source_package=package_name,
+                package_version=version,
+                family=family,
+                original_file=original,
+                licence=licence,
             )
             sheet_items.append((path, f"{split}/{source.label}\n{source.package}\n{source.icon}"))
 
@@ -458,11 +452,9 @@ def build_real_pictures(
         "classes": list(CLASS_NAMES),
         "out_of_scope_label": OUT_OF_SCOPE,
     }
-    manifest = write_manifest(out_dir, header, pictures)
-    if contact_sheet_path is not None:
-        contact_sheet(sheet_items, Path(contact_sheet_path))
-    if not quiet:
-        print_summary(pictures, SPLITS)
+    manifest = finish(
+        out_dir, header, pictures, sheet_items, contact_sheet_path, SPLITS, quiet=quiet
+    )
     return manifest
 
 

@@ -13,6 +13,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packages import PACKAGES
 
@@ -99,7 +100,9 @@ def prepare_out_dir(out_dir: Path, parts: tuple[str, ...]) -> None:
 def write_manifest(out_dir: Path, header: dict, pictures: list[dict]) -> Path:
     """Sorted entries, sorted keys, no timestamps: the same build gives the same bytes."""
     pictures = sorted(pictures, key=lambda p: p["file"])
-    used = sorted({p["source_package"] for p in pictures} & set(PACKAGES))
+    # Pictures name their package by its npm name; PACKAGES is keyed by a short key.
+    names = {p["source_package"] for p in pictures}
+    used = sorted(key for key, package in PACKAGES.items() if package.name in names)
     document = {
         **header,
         "count": len(pictures),
@@ -135,3 +138,51 @@ def print_summary(pictures: list[dict], splits: tuple[str, ...], key: str = "lab
             print(f"{name:<{width}}" + "".join(f"{c:>8}" for c in cells) + f"{sum(cells):>8}")
         totals = [sum(counts[(n, s)] for n in rows) for s in splits]
         print(f"{'total':<{width}}" + "".join(f"{c:>8}" for c in totals) + f"{sum(totals):>8}")
+
+
+def add_picture(
+    out_dir: Path,
+    pictures: list[dict],
+    relative: str,
+    data: bytes,
+    variation: Any,
+    **fields: Any,
+) -> Path:
+    """Write one picture and append its manifest entry (the caller gives label, split and
+    provenance fields); returns the written path."""
+    path = out_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    pictures.append(
+        {
+            "file": relative,
+            **fields,
+            "sha256": sha256_bytes(data),
+            "width": variation.size,
+            "height": variation.size,
+            "format": variation.fmt,
+        }
+    )
+    return path
+
+
+def finish(
+    out_dir: Path,
+    header: dict,
+    pictures: list[dict],
+    sheet_items: list,
+    contact_sheet_path: Path | None,
+    splits: tuple[str, ...],
+    *,
+    quiet: bool,
+    key: str = "label",
+) -> Path:
+    """Write the manifest, the optional contact sheet and the summary; returns the manifest."""
+    from render import contact_sheet
+
+    manifest = write_manifest(out_dir, header, pictures)
+    if contact_sheet_path is not None:
+        contact_sheet(sheet_items, Path(contact_sheet_path))
+    if not quiet:
+        print_summary(pictures, splits, key=key)
+    return manifest
