@@ -70,3 +70,12 @@ def test_the_catalog_config_loads_with_its_input_spec() -> None:
 def test_wrong_catalog_settings_fail_at_load_with_the_reason(overrides, message) -> None:
     with pytest.raises(ConfigError, match=message):
         load_experiment_config("configs/baseline.yaml", overrides)
+
+
+def test_default_configs_are_found_from_any_working_directory(tmp_path, monkeypatch) -> None:
+    from product_classifier.cli.common import default_config
+
+    monkeypatch.chdir(tmp_path)  # an empty folder, as a user's shop folder would be
+    path = default_config("catalog")
+    assert path.is_absolute() and path.name == "catalog.yaml"
+    assert load_experiment_config(path).input.canonicalization == "letterbox"
