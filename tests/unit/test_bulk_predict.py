@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -375,3 +376,19 @@ def test_cli_exits_2_when_nothing_can_run(
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_local_mode_serves_the_same_default_model_as_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --model and no settings: the bulk CLI loads what `serve` loads (the cascade in
+    front of the released INT8 model), so both answer the same for the same picture."""
+    for key in [k for k in os.environ if k.startswith("PRODUCT_CLASSIFIER_")]:
+        monkeypatch.delenv(key)
+    save_png(tmp_path / "photos" / "0.png", 0)
+    out = tmp_path / "results.json"
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "photos"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert document["model_version"].endswith("+int8+cascade")
+    assert len(document["results"]) == 1

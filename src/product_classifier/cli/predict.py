@@ -66,7 +66,7 @@ def predict(
             "-m",
             help="Local ONNX model, verified against model_card.json beside it when present "
             "(default: the one `product-classifier serve` loads, from PRODUCT_CLASSIFIER_* "
-            "settings: the released INT8 model).",
+            "settings: the served default, the cascade in front of the released INT8 model).",
             show_default=False,
         ),
     ] = None,
@@ -110,7 +110,10 @@ def predict(
             # Same defaults as the service, so that local and --url runs agree.
             settings = load_settings(model_path=model, review_threshold=review_threshold)
             backend = bulk.LocalBackend(
-                settings.model_path, review_threshold=settings.review_threshold
+                settings.model_path,
+                review_threshold=settings.review_threshold,
+                cascade=settings.model_variant == "cascade",
+                cascade_threshold=settings.cascade_threshold,
             )
     except (bulk.BulkError, SettingsError) as exc:
         raise _fail(str(exc)) from None

@@ -238,6 +238,8 @@ class LocalBackend:
         review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
         preprocess: PreprocessConfig | None = None,
         model: VerifiedModel | None = None,
+        cascade: bool = False,
+        cascade_threshold: float | None = None,
     ) -> None:
         from product_classifier.inference.errors import ModelLoadError
         from product_classifier.inference.model_card import default_card_path, load_verified_model
@@ -247,7 +249,10 @@ class LocalBackend:
             try:
                 # Without a card there is nothing to verify against (a model under development).
                 verify = default_card_path(path).is_file()
-                model = load_verified_model(path, verify=verify)
+                # cascade: the card's first stage in front, exactly as the service loads it.
+                model = load_verified_model(
+                    path, verify=verify, cascade=cascade, cascade_threshold=cascade_threshold
+                )
             except ModelLoadError as exc:
                 raise BulkError(f"cannot load the model: {exc}") from exc
         self.predictor = model.predictor
