@@ -27,23 +27,22 @@ import argparse
 import math
 import random
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when imported
 
 from iconsets import load_iconset
 from manifest import (
-    BuildError,
     Source,
     add_picture,
     check_disjoint,
     check_icons_exist,
     finish,
     prepare_out_dir,
+    run_build,
     sources_from,
 )
-from packages import DEFAULT_CACHE, PACKAGES, PackageError, fetch
+from packages import DEFAULT_CACHE, PACKAGES, fetch
 from render import random_variation, render_svg
 
 BUILDER = "catalog/1"  # bump when a change alters any output byte
@@ -334,16 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="package cache folder")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    try:
-        manifest = build_catalog(
+    return run_build(
+        lambda: build_catalog(
             args.out, args.per_category, cache_dir=args.cache, contact_sheet_path=args.contact_sheet
         )
-    except (PackageError, BuildError) as error:  # a failed download, a sha256 mismatch, ...
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"\nwrote {manifest} in {time.perf_counter() - started:.1f} s")
-    return 0
+    )
 
 
 if __name__ == "__main__":

@@ -29,22 +29,21 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when imported
 
 from iconsets import load_iconset
 from manifest import (
-    BuildError,
     add_picture,
     check_disjoint,
     check_icons_exist,
     finish,
     prepare_out_dir,
+    run_build,
     sources_from,
 )
-from packages import DEFAULT_CACHE, PACKAGES, PackageError, fetch
+from packages import DEFAULT_CACHE, PACKAGES, fetch
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 from render import Variation, encode, random_variation, render_svg
 
@@ -466,16 +465,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="package cache folder")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    try:
-        manifest = build_real_pictures(
+    return run_build(
+        lambda: build_real_pictures(
             args.out, cache_dir=args.cache, contact_sheet_path=args.contact_sheet
         )
-    except (PackageError, BuildError) as error:  # a failed download, a sha256 mismatch, ...
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"\nwrote {manifest} in {time.perf_counter() - started:.1f} s")
-    return 0
+    )
 
 
 if __name__ == "__main__":

@@ -186,3 +186,21 @@ def finish(
     if not quiet:
         print_summary(pictures, splits, key=key)
     return manifest
+
+
+def run_build(build: Any) -> int:
+    """A builder's command line: run ``build()``, report the manifest and the time, and turn
+    a failed download or check into one error line and exit code 1."""
+    import sys
+    import time
+
+    from packages import PackageError
+
+    started = time.perf_counter()
+    try:
+        manifest = build()
+    except (PackageError, BuildError) as error:  # a failed download, a sha256 mismatch, ...
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"\nwrote {manifest} in {time.perf_counter() - started:.1f} s")
+    return 0
