@@ -1,4 +1,7 @@
-"""Score a checkpoint on the real-picture DEV part only (choices are made here)."""
+"""Score checkpoints on the real-picture DEV part only (choices are made here).
+
+    python dev_eval.py BENCHMARK_DIR CHECKPOINT...   (BENCHMARK_DIR: build_real_pictures.py --out)
+"""
 import sys
 from pathlib import Path
 import numpy as np, torch
@@ -13,8 +16,8 @@ class TorchPredictor:
         with torch.no_grad():
             return torch.softmax(self.model(torch.from_numpy(x)), 1).numpy()
 
-root = Path("/tmp/real")
-for path in sys.argv[1:]:
+root = Path(sys.argv[1])
+for path in sys.argv[2:]:
     p = TorchPredictor(path)
     h = p.ckpt["history"][-1]
     m = score(p, root / "dev", 0.7)
