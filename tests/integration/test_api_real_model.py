@@ -8,7 +8,6 @@ artifacts/model.onnx does not exist yet.
 
 from __future__ import annotations
 
-import gzip
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ import pytest
 from live_server import REPO_ROOT, png_bytes
 
 from product_classifier.constants import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME
+from product_classifier.data.fashion_mnist import load_fashion_mnist
 from product_classifier.preprocessing import to_model_input
 
 if TYPE_CHECKING:
@@ -29,24 +29,8 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RELEASED_MODEL = REPO_ROOT / "artifacts" / "model.onnx"
-DATASET_DIR = Path("/usr/share/datasets/fashion-mnist")
 N_IMAGES = 500
 BATCH_FILES = 50
-
-
-def load_test_split() -> tuple[np.ndarray, np.ndarray]:
-    """Fashion-MNIST t10k via the data module, or straight from the IDX .gz files."""
-    try:
-        from product_classifier.data.fashion_mnist import load_fashion_mnist
-    except ImportError:
-        pass
-    else:
-        return load_fashion_mnist("test")
-    with gzip.open(DATASET_DIR / "t10k-images-idx3-ubyte.gz") as fh:
-        images = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(DATASET_DIR / "t10k-labels-idx1-ubyte.gz") as fh:
-        labels = np.frombuffer(fh.read(), np.uint8, offset=8).astype(np.int64)
-    return images, labels
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +44,8 @@ def released_model() -> Path:
 
 
 @pytest.fixture(scope="module")
-def sample() -> tuple[np.ndarray, np.ndarray]:
-    images, labels = load_test_split()
+def sample(fashion_mnist) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = load_fashion_mnist("test", data_dir=fashion_mnist.directory)
     return np.ascontiguousarray(images[:N_IMAGES]), labels[:N_IMAGES]
 
 

@@ -18,8 +18,9 @@ from product_classifier.training.search import load_search_config, run_stage
 from product_classifier.training.tracking import data_checksum
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL = Path("/usr/share/datasets/fashion-mnist")
-needs_data = pytest.mark.skipif(not REAL.is_dir(), reason="needs the real Fashion-MNIST files")
+# The real data, found by the project's locator (tests/conftest.py): skipped without it,
+# except under CI=true, where it fails.
+needs_data = pytest.mark.usefixtures("fashion_mnist")
 
 
 def test_the_project_search_config_loads_and_every_value_makes_a_valid_config() -> None:

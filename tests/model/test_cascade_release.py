@@ -17,20 +17,20 @@ from product_classifier.inference.model_card import load_model_card, load_verifi
 ROOT = Path(__file__).resolve().parents[2]
 SECOND = ROOT / "artifacts/model.int8.onnx"
 CARD = ROOT / "artifacts/model_card.json"
-REAL = Path("/usr/share/datasets/fashion-mnist")
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not REAL.is_dir(), reason="needs the real Fashion-MNIST files"),
 ]
 
 
 @pytest.fixture(scope="module")
-def measured() -> tuple[ClassificationMetrics, ClassificationMetrics, CascadePredictor]:
+def measured(
+    fashion_mnist,
+) -> tuple[ClassificationMetrics, ClassificationMetrics, CascadePredictor]:
     from product_classifier.data.fashion_mnist import load_fashion_mnist
     from product_classifier.preprocessing import to_model_input
 
-    images, labels = load_fashion_mnist("test", data_dir=REAL)
+    images, labels = load_fashion_mnist("test", data_dir=fashion_mnist.directory)
     model = load_verified_model(SECOND, cascade=True)
     assert model.sha256_verified
     cascade = model.predictor

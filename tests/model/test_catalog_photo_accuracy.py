@@ -32,22 +32,20 @@ from product_classifier.evaluation.photos import (
 ROOT = Path(__file__).resolve().parents[2]
 FP32 = ROOT / "artifacts/model.onnx"
 INT8 = ROOT / "artifacts/model.int8.onnx"
-REAL = Path("/usr/share/datasets/fashion-mnist")
 N_PHOTOS = 2000  # the CLI default; 1000 is the floor, more photos = less noise
 SEED = 0
 MAX_GAP_PP = 2.0
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not REAL.is_dir(), reason="needs the real Fashion-MNIST files"),
 ]
 
 
 @pytest.fixture(scope="module")
-def test_set() -> tuple[np.ndarray, np.ndarray]:
+def test_set(fashion_mnist) -> tuple[np.ndarray, np.ndarray]:
     from product_classifier.data.fashion_mnist import load_fashion_mnist
 
-    return load_fashion_mnist("test", data_dir=REAL)
+    return load_fashion_mnist("test", data_dir=fashion_mnist.directory)
 
 
 @pytest.fixture(scope="module")

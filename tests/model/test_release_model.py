@@ -18,7 +18,6 @@ from product_classifier.evaluation.metrics import ClassificationMetrics, compute
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "artifacts/model.onnx"
 CARD = ROOT / "artifacts/model_card.json"
-REAL = Path("/usr/share/datasets/fashion-mnist")
 
 MIN_ACCURACY = 0.95
 MIN_MACRO_F1 = 0.95
@@ -27,18 +26,17 @@ MAX_PARAMETERS = 1_500_000
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not REAL.is_dir(), reason="needs the real Fashion-MNIST files"),
 ]
 
 
 @pytest.fixture(scope="module")
-def test_metrics() -> ClassificationMetrics:
+def test_metrics(fashion_mnist) -> ClassificationMetrics:
     import onnxruntime as ort
 
     from product_classifier.data.fashion_mnist import load_fashion_mnist
     from product_classifier.preprocessing import to_model_input
 
-    images, labels = load_fashion_mnist("test", data_dir=REAL)
+    images, labels = load_fashion_mnist("test", data_dir=fashion_mnist.directory)
     assert len(labels) == 10_000
     session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
     logits = np.concatenate(

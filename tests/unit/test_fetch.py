@@ -18,16 +18,14 @@ from product_classifier.data import fashion_mnist as fm
 from product_classifier.data.errors import DatasetError, DatasetNotFoundError
 from product_classifier.data.verify import CACHE_FILENAME, verify_file
 
-REAL = Path("/usr/share/datasets/fashion-mnist")
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="needs the real Fashion-MNIST files")
-
 LABELS_ONLY = [s for s in fm.FILES if s.kind == "labels"]
 IMAGES_ONLY = [s for s in fm.FILES if s.kind == "images"]
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No env, an empty working directory, and no system copy unless a test puts one back."""
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fashion_mnist) -> Path:
+    """No env, an empty working directory, and no system copy unless a test puts one back
+    (the real copy is located first, by the project's locator: tests/conftest.py)."""
     monkeypatch.delenv(fm.ENV_DATA_DIR, raising=False)
     monkeypatch.delenv(fm.ENV_MIRRORS, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -35,53 +33,56 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def link_real(directory: Path, specs: list[fm.FileSpec]) -> Path:
+def link_real(real, directory: Path, specs: list[fm.FileSpec]) -> Path:
     """Symlinks to the real files: they verify like copies, without copying 30 MB per test."""
     directory.mkdir(parents=True, exist_ok=True)
     for spec in specs:
-        (directory / spec.gz_name).symlink_to(REAL / spec.gz_name)
+        source = real.path(spec)
+        (directory / source.name).symlink_to(source)
     return directory
 
 
 @pytest.fixture(scope="module")
-def real_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def real_zip(tmp_path_factory: pytest.TempPathFactory, fashion_mnist) -> Path:
     path = tmp_path_factory.mktemp("archives") / "fashion-mnist.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr("fashion-mnist/README.md", "not a dataset file")
         for spec in fm.FILES:
-            zf.write(REAL / spec.gz_name, f"fashion-mnist/data/fashion/{spec.gz_name}")
+            name = f"fashion-mnist/data/fashion/{spec.gz_name}"
+            zf.writestr(name, fashion_mnist.gz_bytes(spec))
     return path
 
 
-def test_system_copy_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fm, "SYSTEM_DATA_DIR", REAL)
-    assert fm.locate_dataset() == REAL
-    assert fm.fetch_dataset(download=False) == REAL
+def test_system_copy_is_found(fashion_mnist, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = fashion_mnist.directory
+    monkeypatch.setattr(fm, "SYSTEM_DATA_DIR", real)
+    assert fm.locate_dataset() == real
+    assert fm.fetch_dataset(download=False) == real
 
 
 def test_search_order_explicit_then_env_then_default(
-    isolated: Path, monkeypatch: pytest.MonkeyPatch
+    fashion_mnist, isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    default = link_real(isolated / "data" / "fashion-mnist", list(fm.FILES))
-    explicit = link_real(isolated / "explicit", list(fm.FILES))
-    from_env = link_real(isolated / "env", list(fm.FILES))
+    default = link_real(fashion_mnist, isolated / "data" / "fashion-mnist", list(fm.FILES))
+    explicit = link_real(fashion_mnist, isolated / "explicit", list(fm.FILES))
+    from_env = link_real(fashion_mnist, isolated / "env", list(fm.FILES))
     assert fm.locate_dataset() == default
     monkeypatch.setenv(fm.ENV_DATA_DIR, str(from_env))
     assert fm.locate_dataset() == from_env
     assert fm.locate_dataset(explicit) == explicit
 
 
-def test_incomplete_or_corrupt_directory_is_skipped(isolated: Path) -> None:
-    explicit = link_real(isolated / "explicit", list(fm.FILES[:3]))
+def test_incomplete_or_corrupt_directory_is_skipped(fashion_mnist, isolated: Path) -> None:
+    explicit = link_real(fashion_mnist, isolated / "explicit", list(fm.FILES[:3]))
     bad = fm.FILES[3]
     (explicit / bad.gz_name).write_bytes(gzip.compress(b"\0\0\x08\x01" + b"\0" * 4))
-    default = link_real(isolated / "data" / "fashion-mnist", list(fm.FILES))
+    default = link_real(fashion_mnist, isolated / "data" / "fashion-mnist", list(fm.FILES))
     assert fm.locate_dataset(explicit) == default
 
 
-def test_checksum_mismatch_is_rejected(isolated: Path) -> None:
+def test_checksum_mismatch_is_rejected(fashion_mnist, isolated: Path) -> None:
     spec = fm.file_spec("test", "labels")
-    payload = bytearray(gzip.decompress((REAL / spec.gz_name).read_bytes()))
+    payload = bytearray(fashion_mnist.payload(spec))
     payload[100] = (payload[100] + 1) % 10  # still a valid IDX file, one label changed
     path = isolated / spec.gz_name
     path.write_bytes(gzip.compress(bytes(payload)))
@@ -90,18 +91,18 @@ def test_checksum_mismatch_is_rejected(isolated: Path) -> None:
     assert str(path) in str(info.value) and "delete it" in str(info.value)
 
 
-def test_raw_idx_files_are_accepted(isolated: Path) -> None:
+def test_raw_idx_files_are_accepted(fashion_mnist, isolated: Path) -> None:
     directory = isolated / "raw"
-    link_real(directory, IMAGES_ONLY)
+    link_real(fashion_mnist, directory, IMAGES_ONLY)
     for spec in LABELS_ONLY:
-        (directory / spec.name).write_bytes(gzip.decompress((REAL / spec.gz_name).read_bytes()))
+        (directory / spec.name).write_bytes(fashion_mnist.payload(spec))
     assert fm.locate_dataset(directory) == directory
     images, labels = fm.load_fashion_mnist("test", directory)
     assert images.shape == (10_000, 28, 28) and labels.dtype == np.int64
 
 
 def test_verification_is_cached_next_to_the_files(
-    isolated: Path, monkeypatch: pytest.MonkeyPatch
+    fashion_mnist, isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from product_classifier.data import verify
 
@@ -109,7 +110,7 @@ def test_verification_is_cached_next_to_the_files(
     directory.mkdir()
     spec = fm.file_spec("test", "labels")
     path = directory / spec.gz_name
-    path.write_bytes((REAL / spec.gz_name).read_bytes())
+    path.write_bytes(fashion_mnist.gz_bytes(spec))
     assert verify_file(path, spec) == spec.payload_sha256
     entry = json.loads((directory / CACHE_FILENAME).read_text())["files"][spec.gz_name]
     assert entry["size"] == path.stat().st_size
@@ -136,16 +137,16 @@ def test_zip_archive_is_imported(isolated: Path, real_zip: Path) -> None:
     assert fm.dataset_checksums(target) == {s.name: s.payload_sha256 for s in fm.FILES}
 
 
-def test_tar_gz_archive_of_raw_idx_is_imported_into_data_dir(isolated: Path) -> None:
+def test_tar_gz_archive_of_raw_idx_is_imported_into_data_dir(fashion_mnist, isolated: Path) -> None:
     archive = isolated / "fm.tar.gz"
     with tarfile.open(archive, "w:gz", compresslevel=1) as tf:
         for spec in LABELS_ONLY:
-            payload = gzip.decompress((REAL / spec.gz_name).read_bytes())
+            payload = fashion_mnist.payload(spec)
             info = tarfile.TarInfo(f"unpacked/{spec.name}")
             info.size = len(payload)
             tf.addfile(info, io.BytesIO(payload))
     # The images are already there (an interrupted fetch): only the labels are imported.
-    target = link_real(isolated / "mine", IMAGES_ONLY)
+    target = link_real(fashion_mnist, isolated / "mine", IMAGES_ONLY)
     assert fm.fetch_dataset(target, archive=archive, download=False) == target
     assert all((target / s.name).is_file() for s in LABELS_ONLY)
     labels = fm.load_labels("train", target)
@@ -155,11 +156,11 @@ def test_tar_gz_archive_of_raw_idx_is_imported_into_data_dir(isolated: Path) -> 
 @pytest.mark.parametrize(
     "member", ["../evil/t10k-labels-idx1-ubyte.gz", "/tmp/t10k-labels-idx1-ubyte.gz"]
 )
-def test_path_traversal_archive_is_refused(isolated: Path, member: str) -> None:
+def test_path_traversal_archive_is_refused(fashion_mnist, isolated: Path, member: str) -> None:
     archive = isolated / "evil.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         # ZipInfo directly: ZipFile.write would strip the leading "/" for us.
-        zf.writestr(zipfile.ZipInfo(member), (REAL / "t10k-labels-idx1-ubyte.gz").read_bytes())
+        zf.writestr(zipfile.ZipInfo(member), fashion_mnist.gz_bytes(fm.file_spec("test", "labels")))
     with pytest.raises(DatasetNotFoundError) as info:
         fm.fetch_dataset(archive=archive, download=False)
     assert "path traversal" in str(info.value)
@@ -177,9 +178,9 @@ def test_tar_symlink_escaping_is_refused(isolated: Path) -> None:
         fm.fetch_dataset(archive=archive, download=False)
 
 
-def test_corrupt_member_is_not_imported(isolated: Path) -> None:
+def test_corrupt_member_is_not_imported(fashion_mnist, isolated: Path) -> None:
     archive = isolated / "bad.zip"
-    good = (REAL / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    good = fashion_mnist.gz_bytes(fm.file_spec("test", "labels"))
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("t10k-labels-idx1-ubyte.gz", good[: len(good) // 2])
     with pytest.raises(DatasetNotFoundError) as info:
