@@ -39,29 +39,37 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
 
 def model_data(model_path: str | Path, data_dir: Path | None = None) -> ModelData:
     """The data config, input spec and class list of an ``.onnx`` file or ``.pt`` checkpoint."""
-    from product_classifier.config import DataConfig
     from product_classifier.inference.model_card import default_card_path, load_model_card
 
     path = Path(model_path)
-    raw_data: dict[str, Any] = {}
-    if path.suffix == ".onnx":
-        meta = _onnx_metadata(path)
-        spec = InputSpec.from_metadata(meta)
-        names = tuple(json.loads(meta.get("class_names", "null")) or CLASS_NAMES)
-        card_path = default_card_path(path)
-        if card_path.is_file():
-            raw_data = dict((load_model_card(card_path).get("config") or {}).get("data") or {})
-    else:
+    if path.suffix != ".onnx":
         from product_classifier.training.trainer import load_checkpoint
 
-        ckpt = load_checkpoint(path)
-        spec = (
-            InputSpec.from_dict(ckpt["input_spec"])
-            if ckpt.get("input_spec")
-            else FASHION_MNIST_SPEC
-        )
-        names = tuple(ckpt.get("class_names") or CLASS_NAMES)
-        raw_data = dict((ckpt.get("config") or {}).get("data") or {})
+        return checkpoint_data(load_checkpoint(path), data_dir)
+    meta = _onnx_metadata(path)
+    names = tuple(json.loads(meta.get("class_names", "null")) or CLASS_NAMES)
+    card_path = default_card_path(path)
+    card = load_model_card(card_path) if card_path.is_file() else {}
+    return _model_data(card.get("config"), InputSpec.from_metadata(meta), names, data_dir)
+
+
+def checkpoint_data(checkpoint: dict[str, Any], data_dir: Path | None = None) -> ModelData:
+    """:func:`model_data` of an already loaded checkpoint (it describes itself)."""
+    from product_classifier.export.model_card import checkpoint_spec
+
+    names = tuple(checkpoint.get("class_names") or CLASS_NAMES)
+    return _model_data(checkpoint.get("config"), checkpoint_spec(checkpoint), names, data_dir)
+
+
+def _model_data(
+    config: dict[str, Any] | None,
+    spec: InputSpec,
+    names: tuple[str, ...],
+    data_dir: Path | None,
+) -> ModelData:
+    from product_classifier.config import DataConfig
+
+    raw_data = dict((config or {}).get("data") or {})
     # Fashion-MNIST's place on the training machine says nothing about this one: search anew.
     raw_data["data_dir"] = data_dir
     raw_data["subset_fraction"] = 1.0  # the test split is always whole

@@ -27,6 +27,7 @@ from product_classifier.constants import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME
 if TYPE_CHECKING:
     import onnx
 
+    from product_classifier.evaluation.evaluate import ModelData
     from product_classifier.evaluation.metrics import ClassificationMetrics
 
 CalibrationMethodName = Literal["minmax", "entropy", "percentile"]
@@ -148,26 +149,13 @@ def _chunk_batches(n_batches: int, batch_size: int) -> int:
     return max(d for d in range(1, min(cap, n_batches) + 1) if n_batches % d == 0)
 
 
-def calibration_images(
-    size: int,
-    seed: int = 0,
-    data_dir: str | Path | None = None,
-    model_path: str | Path | None = None,
-) -> np.ndarray:
-    """``size`` stratified TRAINING images of the model's dataset, as model input (float32
-    [N, C, S, S] in [0, 1]); a catalog smaller than ``size`` gives all its training images."""
+def calibration_images(size: int, seed: int, info: ModelData) -> np.ndarray:
+    """``size`` stratified TRAINING images of the model's dataset (``info``), as model input
+    (float32 [N, C, S, S] in [0, 1]); a catalog smaller than ``size`` gives all it has."""
     from product_classifier.data.split import stratified_subset
-    from product_classifier.evaluation.evaluate import ModelData, load_split, model_data
+    from product_classifier.evaluation.evaluate import load_split
     from product_classifier.preprocessing import to_model_input
 
-    if model_path is not None:
-        info = model_data(model_path, Path(data_dir) if data_dir else None)
-    else:
-        from product_classifier.config import DataConfig
-        from product_classifier.constants import CLASS_NAMES
-        from product_classifier.preprocessing import FASHION_MNIST_SPEC
-
-        info = ModelData(DataConfig(data_dir=data_dir), FASHION_MNIST_SPEC, CLASS_NAMES)
     images, labels = load_split(info, "train")
     if size > len(images):
         if info.data.folder is None:
@@ -270,17 +258,18 @@ def quantize_model(
     settings = settings or QuantizationSettings()
     model_path, out_path = Path(model_path), Path(out_path)
     source = onnx.load(str(model_path))
+    from product_classifier.evaluation.evaluate import model_data
+
+    # What the model learnt from (its card's data config): the calibration set, and its name.
+    info = model_data(model_path, Path(data_dir) if data_dir else None)
+    calibration_source = "Fashion-MNIST" if info.data.folder is None else "catalog"
     if images is None:
-        images = calibration_images(
-            settings.calibration_size, settings.seed, data_dir, model_path=model_path
-        )
+        images = calibration_images(settings.calibration_size, settings.seed, info)
     images = np.ascontiguousarray(images, dtype=np.float32)
     # Every calibration batch must have the same shape (onnxruntime stacks them): a small
     # catalog gets one batch of all its images, a larger set drops the ragged tail.
     batch_size = min(settings.batch_size, len(images))
     images = images[: len(images) // batch_size * batch_size]
-    is_catalog = any(p.key == "input_spec" for p in source.metadata_props)
-    calibration_source = "catalog" if is_catalog else "Fashion-MNIST"
     version = next((p.value for p in source.metadata_props if p.key == "model_version"), "")
     if not version:
         raise ValueError(f"{model_path}: metadata 'model_version' is missing")

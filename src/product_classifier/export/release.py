@@ -29,8 +29,8 @@ def release_checkpoint(
     data_dir: Path | None = None,
 ) -> dict[str, Any]:
     from product_classifier.evaluation.evaluate import (
+        checkpoint_data,
         load_split,
-        model_data,
         model_logits,
     )
     from product_classifier.evaluation.metrics import compute_metrics
@@ -39,7 +39,7 @@ def release_checkpoint(
 
     model, ckpt = model_from_checkpoint(checkpoint_path)
     config = ckpt["config"]
-    info = model_data(checkpoint_path, data_dir)
+    info = checkpoint_data(ckpt, data_dir)
     if tta_flip is None:
         tta_flip = bool(config["train"].get("tta_flip", False))
     model_version = model_version or f"{config['name']}-{time.strftime('%Y%m%d')}"
