@@ -159,6 +159,10 @@ def to_model_input(images_uint8: np.ndarray, spec: InputSpec = FASHION_MNIST_SPE
     return arr.astype(np.float32) / np.float32(255.0)
 
 
+# The file names that folder tools (catalog folders, the import, the bulk CLI) read as
+# pictures: the formats decode_image accepts.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+
 # PNG, JPEG, GIF, TIFF (LE/BE); WebP is checked apart (RIFF....WEBP).
 _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
 

@@ -242,11 +242,13 @@ def load_eval_folder(
 
     folder = load_folder(root, spec, min_images_per_class=1, progress=progress)
     ids: dict[str, int] = {}
+    knows_fashion_mnist = tuple(class_names[:10]) == CLASS_NAMES
     for category in folder.categories:
+        known = category_of(category) if knows_fashion_mnist else None
         if category in class_names:
             ids[category] = class_names.index(category)
-        elif tuple(class_names[:10]) == CLASS_NAMES and category_of(category) is not None:
-            ids[category] = int(category_of(category))  # type: ignore[arg-type]
+        elif known is not None:
+            ids[category] = known
         else:
             raise FolderDataError(
                 f"{root}: folder {category!r} is none of the model's categories {list(class_names)}"

@@ -35,6 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from product_classifier.preprocessing import (
+    IMAGE_EXTENSIONS,
     InputSpec,
     PreprocessConfig,
     PreprocessingError,
@@ -42,7 +43,6 @@ from product_classifier.preprocessing import (
     preprocess_image,
 )
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 
 

@@ -33,13 +33,13 @@ import numpy as np
 
 from product_classifier.constants import CLASS_NAMES, IMAGE_SIZE
 from product_classifier.preprocessing import (
+    IMAGE_EXTENSIONS,
     PreprocessConfig,
     PreprocessingError,
     decode_image,
     preprocess_image,
 )
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # IDX: uint8 with 3 dims / 1 dim (see data/idx.py)
 
 

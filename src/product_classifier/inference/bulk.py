@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from product_classifier.preprocessing import (
+    IMAGE_EXTENSIONS,
     PreprocessConfig,
     PreprocessingError,
     preprocess_bytes,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:  # both are heavy; only the backend that is used imports its o
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 TOP_K = 3
 # The service's defaults (ServeSettings), so that local and remote runs flag the same images.
 DEFAULT_REVIEW_THRESHOLD = 0.7

@@ -164,8 +164,8 @@ class ModelService:
     async def warmup(self) -> None:
         """Push one real PNG through the whole path (loads Pillow's codec, fills the batcher)."""
         buf = io.BytesIO()
-        spec: InputSpec = getattr(self.model.predictor, "spec", FASHION_MNIST_SPEC)
-        Image.fromarray(np.zeros(spec.canonical_shape, dtype=np.uint8)).save(buf, "PNG")
+        shape = self.model.predictor.spec.canonical_shape
+        Image.fromarray(np.zeros(shape, dtype=np.uint8)).save(buf, "PNG")
         await self.predict_bytes(buf.getvalue())
 
     def model_info(self) -> dict[str, Any]:
