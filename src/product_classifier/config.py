@@ -117,6 +117,16 @@ class DistillConfig(StrictModel):
     temperature: float = Field(4.0, gt=0)
 
 
+class OutlierExposureConfig(StrictModel):
+    """Outlier exposure (Hendrycks et al. 2019) with synthetic negatives made from the batch:
+    shuffled patches, round shapes, scribbles and noise (augment.synthetic_outliers) are
+    trained towards a uniform prediction, so pictures of none of the categories get a low
+    confidence, which the review policy reads."""
+
+    fraction: float = Field(0.25, gt=0, le=1)  # negatives per batch, as a share of its size
+    weight: float = Field(0.5, gt=0)  # the uniform-target loss's weight
+
+
 class TrainConfig(StrictModel):
     epochs: int = Field(15, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -136,6 +146,7 @@ class TrainConfig(StrictModel):
     # Export with horizontal-flip test-time augmentation averaged inside the graph.
     tta_flip: bool = False
     distill: DistillConfig | None = None
+    outlier_exposure: OutlierExposureConfig | None = None
 
 
 class ExperimentConfig(StrictModel):

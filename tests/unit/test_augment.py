@@ -80,3 +80,18 @@ def test_colour_crops_shift_every_channel_and_pad_with_the_page() -> None:
     assert torch.isclose(diff_out, diff_in.roll(0)).float().mean() < 1.0  # moved...
     padded = (out == 1.0).all(dim=1)
     assert padded.any()  # ...and padded with white, not black
+
+
+def test_synthetic_outliers_are_pictures_of_no_category() -> None:
+    from product_classifier.training.augment import synthetic_outliers
+
+    x = torch.zeros(16, 1, 28, 28)
+    x[:, :, 4:24, 6:22] = 0.8  # an item
+    gen = torch.Generator().manual_seed(0)
+    out = synthetic_outliers(x, 64, gen)
+    assert out.shape == (64, 1, 28, 28) and out.min() >= 0 and out.max() <= 1
+    again = synthetic_outliers(x, 64, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # seeded
+    # Not copies of the batch: a jigsaw keeps the item's pixels but not its shape.
+    assert not any(torch.equal(o, x[0]) for o in out)
+    assert len({round(float(o.mean()), 3) for o in out}) > 16  # varied kinds and sizes

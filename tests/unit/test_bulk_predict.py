@@ -26,6 +26,7 @@ from product_classifier.cli.main import app
 from product_classifier.constants import CLASS_NAMES, ONNX_INPUT_NAME, ONNX_OUTPUT_NAME
 from product_classifier.inference import bulk
 from product_classifier.inference.contract_model import build_contract_model, write_model_card
+from product_classifier.inference.review import DEFAULT_REVIEW_THRESHOLD
 from product_classifier.preprocessing import to_model_input
 
 
@@ -112,7 +113,7 @@ def test_local_predictions_equal_offline_onnxruntime(
         assert row.ok and row.class_id == int(p.argmax())
         assert row.category == CLASS_NAMES[row.class_id]
         assert row.confidence == pytest.approx(float(p.max()), abs=1e-5)
-        assert row.needs_review == (p.max() < bulk.DEFAULT_REVIEW_THRESHOLD)
+        assert row.needs_review == (p.max() < DEFAULT_REVIEW_THRESHOLD)  # no review section
         assert [e.class_id for e in row.top_k] == list(np.argsort(-p, kind="stable")[:3])
         assert row.top_k[0].probability >= row.top_k[1].probability >= row.top_k[2].probability
 
@@ -212,7 +213,7 @@ def sample_report() -> bulk.BulkReport:
     )
     return bulk.BulkReport(
         rows=[
-            bulk.BulkRow("a, b.png", "Shirt", 6, 0.55, True, top),
+            bulk.BulkRow("a, b.png", "Shirt", 6, 0.55, True, top, review_reason="low_confidence"),
             bulk.BulkRow.failure("=cmd.png", "corrupt_image", "cut short"),
         ],
         model_version="v1",
@@ -226,6 +227,7 @@ def test_csv_has_one_row_per_image_and_is_spreadsheet_safe() -> None:
     records = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert list(records[0]) == list(bulk.CSV_COLUMNS)
     assert records[0]["path"] == "a, b.png" and records[0]["needs_review"] == "true"
+    assert records[0]["review_reason"] == "low_confidence" and records[1]["review_reason"] == ""
     assert (records[0]["top1"], records[0]["top2"], records[0]["top3"]) == (
         "Shirt",
         "T-shirt/top",

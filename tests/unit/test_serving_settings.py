@@ -26,7 +26,7 @@ def test_defaults() -> None:
     assert s.model_path == Path("artifacts/model.int8.onnx")  # INT8 is the default variant
     assert s.card_path == Path("artifacts/model_card.json")
     assert s.verify_sha256 is True
-    assert s.review_threshold == 0.7
+    assert s.review_threshold is None  # the model card's review policy (inference/review.py)
     assert s.max_upload_bytes == 10 * 1024 * 1024
     assert s.max_pixels == 40_000_000
     assert s.max_batch_files == 64

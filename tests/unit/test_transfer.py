@@ -98,3 +98,37 @@ def test_a_released_onnx_file_rebuilds_its_network_for_fine_tuning(tmp_path: Pat
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(twin.eval()(x), original(x), atol=1e-4)
+
+
+def test_a_released_onnx_file_gets_its_batch_norms_back(tmp_path: Path) -> None:
+    """The same file into a batch_norm=True model: the norms are re-inflated from calibration
+    images, so eval mode computes the released logits exactly and train mode (batch
+    statistics of similar images) nearly so; without re-inflation it would be far off."""
+    from product_classifier.export.onnx_export import export_onnx
+    from product_classifier.models.transfer import reinflate_batch_norm
+
+    original = _backbone()
+    with torch.no_grad():
+        for module in original.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.3, 0.3)
+    path = export_onnx(original.eval(), tmp_path / "m.onnx", model_version="t")
+    model = _backbone()
+    report = load_pretrained(model, path)
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sorted(report.folded) == sorted(convs)  # every conv is followed by a norm here
+    assert report.to_dict()["reinflated_batch_norms"] == len(convs)
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        assert not torch.allclose(model.eval()(x), original(x), atol=1e-2)
+        reinflate_batch_norm(model, report, torch.rand(256, 1, 28, 28))
+        assert torch.allclose(model.eval()(x), original(x), atol=1e-4)
+        train_mode = model.train()(torch.rand(256, 1, 28, 28))[:8]
+    assert train_mode.shape == (8, 10)
+    # An ordinary checkpoint has no folded biases: nothing to re-inflate, nothing changes.
+    plain = _backbone()
+    torch.save(original.state_dict(), tmp_path / "plain.pt")
+    assert load_pretrained(plain, tmp_path / "plain.pt").folded == {}

@@ -77,7 +77,7 @@ def predict(
             min=0.0,
             max=1.0,
             help="Local model only: needs_review below this confidence (default: the "
-            "service's setting, 0.7).",
+            "service's: the model card's review policy, else 0.7).",
             show_default=False,
         ),
     ] = None,

@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from product_classifier.inference.review import review_policy
 from product_classifier.preprocessing import (
     IMAGE_EXTENSIONS,
     PreprocessConfig,
@@ -44,8 +45,7 @@ if TYPE_CHECKING:  # both are heavy; only the backend that is used imports its o
 logger = logging.getLogger(__name__)
 
 TOP_K = 3
-# The service's defaults (ServeSettings), so that local and remote runs flag the same images.
-DEFAULT_REVIEW_THRESHOLD = 0.7
+# The service's defaults (ServeSettings), so that local and remote runs agree.
 DEFAULT_BATCH_SIZE = 32
 # Files larger than this are not read at all (a catalog photo is a few MB).
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -62,6 +62,7 @@ CSV_COLUMNS = (
     "class_id",
     "confidence",
     "needs_review",
+    "review_reason",
     *(f"top{k}{suffix}" for k in range(1, TOP_K + 1) for suffix in ("", "_probability")),
     "error_code",
     "error_message",
@@ -100,6 +101,7 @@ class BulkRow:
     top_k: tuple[TopEntry, ...] = ()
     error_code: str | None = None
     error_message: str | None = None
+    review_reason: str | None = None  # low_confidence | out_of_scope, when needs_review
 
     @property
     def ok(self) -> bool:
@@ -121,6 +123,8 @@ class BulkRow:
             "class_id": self.class_id,
             "confidence": self.confidence,
             "needs_review": self.needs_review,
+            "review_reason": self.review_reason,
+            "out_of_scope": self.review_reason == "out_of_scope",
             "top_k": [
                 {"category": e.category, "class_id": e.class_id, "probability": e.probability}
                 for e in self.top_k
@@ -235,7 +239,7 @@ class LocalBackend:
         self,
         model_path: str | Path,
         *,
-        review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
+        review_threshold: float | None = None,
         preprocess: PreprocessConfig | None = None,
         model: VerifiedModel | None = None,
         cascade: bool = False,
@@ -257,7 +261,8 @@ class LocalBackend:
                 raise BulkError(f"cannot load the model: {exc}") from exc
         self.predictor = model.predictor
         self.source = str(path)
-        self.review_threshold = review_threshold
+        # The service's policy: the card's (temperature, thresholds), or the operator's.
+        self.review = review_policy(model.card, review_threshold)
         self.preprocess = preprocess or PreprocessConfig()
 
     @property
@@ -284,16 +289,18 @@ class LocalBackend:
                 good.append(i)
                 tensors.append(decoded)
         if tensors:
-            probs = self.predictor.predict_proba(np.concatenate(tensors))
+            probs = self.review.calibrate(self.predictor.predict_proba(np.concatenate(tensors)))
             names = self.predictor.class_names
             for i, p in zip(good, probs, strict=True):
                 top = top_entries(p, names)
+                reason = self.review.reason(top[0].probability)
                 rows[i] = BulkRow(
                     path=batch[i][0],
                     category=top[0].category,
                     class_id=top[0].class_id,
                     confidence=top[0].probability,
-                    needs_review=top[0].probability < self.review_threshold,
+                    needs_review=reason is not None,
+                    review_reason=reason,
                     top_k=top,
                 )
         return [row for row in rows if row is not None]
@@ -394,6 +401,7 @@ def _row_from_api(path: str, result: dict[str, Any]) -> BulkRow:
         class_id=int(result["class_id"]),
         confidence=float(result["confidence"]),
         needs_review=bool(result["needs_review"]),
+        review_reason=result.get("review_reason"),
         top_k=tuple(
             TopEntry(e["category"], int(e["class_id"]), float(e["probability"]))
             for e in result["top_k"]
@@ -485,6 +493,7 @@ def csv_record(row: BulkRow, model_version: str) -> dict[str, Any]:
         class_id=row.class_id,
         confidence=f"{row.confidence:.6f}",
         needs_review=str(bool(row.needs_review)).lower(),
+        review_reason=row.review_reason or "",
     )
     for k, entry in enumerate(row.top_k, start=1):
         record[f"top{k}"] = entry.category

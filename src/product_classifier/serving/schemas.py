@@ -6,7 +6,7 @@ Response), so these models document the API without costing anything per request
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,7 +37,18 @@ class Prediction(BaseModel):
     top_k: list[TopKEntry] = Field(
         description="The 3 most likely categories (all, if the model has fewer), best first."
     )
-    needs_review: bool = Field(description="Confidence is below the review threshold.")
+    needs_review: bool = Field(
+        description="A person should check this answer: the confidence is below the model's "
+        "review threshold (review_reason says why)."
+    )
+    review_reason: Literal["low_confidence", "out_of_scope"] | None = Field(
+        description="Why needs_review is true: low_confidence (likely one of the categories, "
+        "unsure which) or out_of_scope (likely none of them); null when no review is needed."
+    )
+    out_of_scope: bool = Field(
+        description="The picture is likely none of the model's categories (review_reason "
+        "out_of_scope)."
+    )
 
 
 class PredictionResponse(Prediction):

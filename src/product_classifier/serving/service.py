@@ -21,6 +21,7 @@ from PIL import Image
 from product_classifier.inference.batcher import MicroBatcher
 from product_classifier.inference.errors import BatcherClosedError, OverloadedError
 from product_classifier.inference.model_card import VerifiedModel
+from product_classifier.inference.review import review_policy
 from product_classifier.preprocessing import (
     FASHION_MNIST_SPEC,
     InputSpec,
@@ -74,7 +75,10 @@ class ModelService:
         self.settings = settings
         self._class_names = model.predictor.class_names
         self._class_ids = range(len(self._class_names))
-        self._threshold = settings.review_threshold
+        self.review = review_policy(model.card, settings.review_threshold)
+        self._threshold = self.review.threshold
+        self._oos_threshold = self.review.out_of_scope_threshold
+        self._calibrate = self.review.calibrate if self.review.temperature != 1.0 else None
         self._max_upload = settings.max_upload_bytes
         self._retry_after = {"Retry-After": str(settings.retry_after_s)}
         # Observability hook (serving/observability.py): (prediction dict, upload bytes), once
@@ -109,17 +113,30 @@ class ModelService:
             raise ApiError(503, "not_ready", str(exc), self._retry_after) from exc
 
     def format_prediction(self, probs: np.ndarray) -> dict[str, Any]:
+        if self._calibrate is not None:
+            probs = self._calibrate(probs)
         p = probs.tolist()
         names = self._class_names
         # Stable sort: ties go to the lower class id, like numpy's argmax offline.
         order = sorted(self._class_ids, key=p.__getitem__, reverse=True)[:TOP_K]
         best = order[0]
+        confidence = p[best]
+        # ReviewPolicy.reason, inlined: this runs once per image on the hot path.
+        reason = (
+            None
+            if confidence >= self._threshold
+            else "out_of_scope"
+            if confidence < self._oos_threshold
+            else "low_confidence"
+        )
         return {
             "category": names[best],
             "class_id": best,
-            "confidence": p[best],
+            "confidence": confidence,
             "top_k": [{"category": names[i], "class_id": i, "probability": p[i]} for i in order],
-            "needs_review": p[best] < self._threshold,
+            "needs_review": reason is not None,
+            "review_reason": reason,
+            "out_of_scope": reason == "out_of_scope",
         }
 
     async def predict_bytes(self, data: bytes) -> dict[str, Any]:
@@ -185,6 +202,7 @@ class ModelService:
                     "items_run": self.batcher.items_run,
                 },
                 "review_threshold": self._threshold,
+                "review": self.review.to_dict(),
             }
         )
         return {"model_card": self.model.card, "runtime": runtime}

@@ -112,8 +112,12 @@ class ServeSettings(BaseSettings):
         True, description="Refuse to start when the model's sha256 differs from the card's."
     )
 
-    review_threshold: float = Field(
-        0.7, ge=0.0, le=1.0, description="needs_review is true below this top-1 confidence."
+    review_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="needs_review is true below this top-1 confidence (default: the model "
+        "card's review policy, chosen on held-out data; 0.7 for a card without one).",
     )
     max_upload_bytes: int = Field(10 * MIB, ge=1, description="Largest accepted file.")
     max_batch_upload_bytes: int = Field(

@@ -103,7 +103,10 @@ def random_style(x: torch.Tensor, probability: float, gen: torch.Generator | Non
     - **silhouette**: the item's mask (holes closed) at one flat brightness;
     - **outline**: the mask's edge, 1-3 px wide (outline icons);
     - **drawn**: the silhouette with the photo's own strong edges drawn dark into it;
-    - **gradient**: the silhouette lit by a linear gradient (shaded clip art).
+    - **gradient**: the silhouette lit by a linear gradient (shaded clip art);
+    - **stroked**: a dim fill inside a bright 1-3 px outline. A colour icon drawn with a dark
+      stroke around a lighter fill becomes exactly that once the page is inverted (most of
+      the emoji in the real-picture benchmark's dev part look so after ``canonicalize``).
 
     Then the item's peak is stretched back to 1, as ``canonicalize`` does for uploads.
     """
@@ -113,7 +116,7 @@ def random_style(x: torch.Tensor, probability: float, gen: torch.Generator | Non
     pick = torch.rand(n, generator=gen) < probability
     if not pick.any():
         return x
-    style = torch.randint(0, 4, (n,), generator=gen)
+    style = torch.randint(0, 5, (n,), generator=gen)
     level = 0.55 + 0.45 * torch.rand(n, generator=gen)
     width = torch.randint(1, 4, (n,), generator=gen)
     threshold = 0.04 + 0.12 * torch.rand(n, generator=gen)
@@ -136,8 +139,16 @@ def random_style(x: torch.Tensor, probability: float, gen: torch.Generator | Non
         torch.cos(angle).to(dev)[:, None, None] * xs + torch.sin(angle).to(dev)[:, None, None] * ys
     )
     gradient = silhouette * (0.65 + 0.35 * ramp[:, None]).clamp(0.2, 1)
+    fill = (0.15 + 0.45 * torch.rand(n, generator=gen)).to(dev, x.dtype)[:, None, None, None]
+    stroked = torch.maximum(outline, mask * fill)
     styled = torch.stack(
-        [silhouette, outline * level.to(dev, x.dtype)[:, None, None, None], drawn, gradient]
+        [
+            silhouette,
+            outline * level.to(dev, x.dtype)[:, None, None, None],
+            drawn,
+            gradient,
+            stroked,
+        ]
     )
     out = styled[style.to(dev), torch.arange(n, device=dev)]
     peak = out.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
@@ -185,6 +196,68 @@ def random_erasing(
     in_cols = (xs >= left[:, None]) & (xs < (left + ew)[:, None])
     mask = (in_rows[:, :, None] & in_cols[:, None, :]) & apply[:, None, None]
     return x.masked_fill(mask[:, None].to(x.device), fill)
+
+
+def _smooth_noise(n: int, size: int, gen: torch.Generator | None) -> torch.Tensor:
+    cells = torch.randint(2, 8, (1,), generator=gen).item()
+    coarse = torch.rand(n, 1, int(cells), int(cells), generator=gen)
+    return F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _ellipses(n: int, size: int, gen: torch.Generator | None) -> torch.Tensor:
+    """Filled or outlined ellipses and rings (clocks, plates, balls, faces)."""
+    coords = torch.linspace(-1, 1, size)
+    ys, xs = coords[None, :, None], coords[None, None, :]
+    cy, cx = ((torch.rand(2, n, generator=gen) - 0.5) * 0.3)[:, :, None, None]
+    ry, rx = (0.45 + 0.5 * torch.rand(2, n, generator=gen))[:, :, None, None]
+    r = ((ys - cy) / ry) ** 2 + ((xs - cx) / rx) ** 2
+    filled = (r <= 1).float()
+    ring = ((r <= 1) & (r >= 0.55 + 0.3 * torch.rand(n, 1, 1, generator=gen))).float()
+    pick = (torch.rand(n, 1, 1, generator=gen) < 0.5).float()
+    out = pick * filled * (0.4 + 0.6 * torch.rand(n, 1, 1, generator=gen)) + (1 - pick) * ring
+    return out[:, None]
+
+
+def _scribbles(n: int, size: int, gen: torch.Generator | None) -> torch.Tensor:
+    """Random strokes (text, digits, line art of other things), 1-2 px wide."""
+    out = torch.zeros(n, 1, size, size)
+    steps = torch.linspace(0, 1, 4 * size)
+    for _ in range(6):
+        a, b = torch.rand(2, n, 2, generator=gen) * (size - 1)
+        points = a[:, None] + (b - a)[:, None] * steps[None, :, None]  # [n, T, 2]
+        idx = points.round().long().clamp(0, size - 1)
+        keep = (torch.rand(n, generator=gen) < 0.7).float()[:, None].expand(n, len(steps))
+        rows = torch.arange(n)[:, None].expand(n, len(steps))
+        out[rows, 0, idx[..., 0], idx[..., 1]] = torch.maximum(
+            out[rows, 0, idx[..., 0], idx[..., 1]], keep
+        )
+    return _dilate(out, 3) if torch.rand(1, generator=gen).item() < 0.5 else out
+
+
+def synthetic_outliers(x: torch.Tensor, n: int, gen: torch.Generator | None) -> torch.Tensor:
+    """``n`` grey bright-on-dark pictures of no category, made from the batch ``x`` and noise.
+
+    Equally likely: a Fashion-MNIST item cut into a 4x4 jigsaw and shuffled (its textures,
+    none of its shape), round shapes, scribbles, and smooth noise or a gradient. Negatives that
+    might be a real item (a pair of shoes, a rectangle like a bag) are avoided on purpose.
+    """
+    size = x.shape[-1]
+    kind = torch.randint(0, 4, (n,), generator=gen)
+    src = x[torch.randint(0, len(x), (n,), generator=gen)].cpu()
+    tiles = size // 4
+    grid = src[:, :, : 4 * tiles, : 4 * tiles].reshape(n, 1, 4, tiles, 4, tiles)
+    grid = grid.permute(0, 1, 2, 4, 3, 5).reshape(n, 1, 16, tiles, tiles)
+    order = torch.argsort(torch.rand(n, 16, generator=gen), dim=1)
+    shuffled = grid[torch.arange(n)[:, None], 0, order][:, None]  # [n, 1, 16, t, t]
+    jigsaw = torch.zeros_like(src)
+    jigsaw[:, :, : 4 * tiles, : 4 * tiles] = (
+        shuffled.reshape(n, 1, 4, 4, tiles, tiles).permute(0, 1, 2, 4, 3, 5)
+        .reshape(n, 1, 4 * tiles, 4 * tiles)
+    )  # fmt: skip
+    noise = _smooth_noise(n, size, gen)
+    out = torch.stack([jigsaw, _ellipses(n, size, gen), _scribbles(n, size, gen), noise])
+    picked = out[kind, torch.arange(n)]
+    return picked.clamp(0, 1).to(x.device, x.dtype)
 
 
 def augment_batch(

@@ -35,7 +35,7 @@ from product_classifier.models import count_parameters, create_model
 from product_classifier.models.registry import TIMM_PREFIX
 from product_classifier.preprocessing import FASHION_MNIST_SPEC, InputSpec
 from product_classifier.provenance import git_sha, library_versions, utc_now
-from product_classifier.training.augment import augment_batch
+from product_classifier.training.augment import augment_batch, synthetic_outliers
 
 CHECKPOINT_FORMAT = 1
 
@@ -298,9 +298,12 @@ def train(
     transfer = None
     pretrained = config.model.pretrained
     if isinstance(pretrained, Path) and not config.model.name.startswith(TIMM_PREFIX):
-        from product_classifier.models.transfer import load_pretrained
+        from product_classifier.models.transfer import load_pretrained, reinflate_batch_norm
 
         transfer = load_pretrained(model, pretrained)
+        # Folded weights (an ONNX file) in a batch-norm model: the norms come back exactly,
+        # measured on training images (the validation split stays unseen).
+        reinflate_batch_norm(model, transfer, data.train_x[: min(len(data.train_x), 4096)])
         if ctx.is_main:
             tqdm.write(transfer.summary())
     model = model.to(device)
@@ -402,11 +405,23 @@ def train(
             x = data.train_x[idx].to(device, non_blocking=True)
             y = data.train_y[idx].to(device, non_blocking=True)
             x = augment_batch(x, config.augment, gen, background)
+            negatives = 0
+            if tc.outlier_exposure is not None and data.spec == FASHION_MNIST_SPEC:
+                negatives = max(1, round(len(x) * tc.outlier_exposure.fraction))
+                fake = synthetic_outliers(x, negatives, gen)
+                x = torch.cat([x, augment_batch(fake, config.augment, gen, background)])
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = train_model(x)
+                if negatives:
+                    logits, outlier_logits = logits[:-negatives], logits[-negatives:]
+                    x = x[:-negatives]
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
+                if negatives and tc.outlier_exposure is not None:
+                    # Cross-entropy to the uniform distribution over the categories.
+                    uniform = -F.log_softmax(outlier_logits.float(), dim=1).mean(dim=1).mean()
+                    loss = loss + tc.outlier_exposure.weight * uniform
                 if teacher is not None and tc.distill is not None:
                     loss = _distill_loss(loss, logits, teacher, x, tc.distill)
             optimizer.zero_grad(set_to_none=True)

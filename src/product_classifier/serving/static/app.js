@@ -297,9 +297,13 @@
     row.appendChild(topCell);
 
     const reviewCell = el("td", "review");
+    // review_reason says why: out_of_scope (likely none of the categories) or low_confidence.
+    const reviewText = r.review_reason === "out_of_scope"
+      ? "Needs review: not a catalog item?"
+      : "Needs review: unsure";
     reviewCell.appendChild(
       r.needs_review
-        ? el("span", "badge badge-review", "Needs review")
+        ? el("span", "badge badge-review", reviewText)
         : el("span", "badge badge-ok", "OK")
     );
     row.appendChild(reviewCell);

@@ -1,0 +1,116 @@
+"""The release step that chooses the review policy and records it in the model card.
+
+``product-classifier review --dev DIR`` scores the served default (what ``serve`` loads: the
+cascade when the card has one) on the Fashion-MNIST validation split and on a labelled dev
+folder of real pictures (one sub-folder per category, plus ``out-of-scope``), chooses the
+temperature and the two thresholds (``evaluation/review.py``) and writes them to the card's
+``review`` section, which the service and the bulk CLI read (``inference/review.py``). No test
+image is read here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from product_classifier.evaluation.review import (
+    MAX_CLEAN_FLAG_RATE,
+    LabelledProbs,
+    choose_policy,
+    review_metrics,
+)
+
+OUT_OF_SCOPE_FOLDER = "out-of-scope"
+
+
+class ReviewChoiceError(ValueError):
+    """The policy cannot be chosen (no dev folder, categories the model lacks...)."""
+
+
+def labelled_folder(predictor: Any, folder: Path) -> LabelledProbs:
+    """The predictor's probabilities on a folder of real pictures; ``out-of-scope`` is -1.
+
+    Folder names are matched to the model's categories as catalog folders are ("T-shirt-top"
+    is T-shirt/top); a folder that names none of them is an error, not a silent skip.
+    """
+    from product_classifier.data.folder import load_folder
+    from product_classifier.data.folder_import import category_of
+    from product_classifier.preprocessing import to_model_input
+
+    if not folder.is_dir():
+        raise ReviewChoiceError(f"not a folder of pictures: {folder}")
+    data = load_folder(folder, predictor.spec, min_images_per_class=1, progress=False)
+    labels = []
+    for picture in data.pictures:
+        if picture.category == OUT_OF_SCOPE_FOLDER:
+            labels.append(-1)
+            continue
+        label = category_of(picture.category)
+        if label is None or label >= len(predictor.class_names):
+            raise ReviewChoiceError(
+                f"{folder}: sub-folder {picture.category!r} is none of the model's categories "
+                f"({', '.join(predictor.class_names)}) nor {OUT_OF_SCOPE_FOLDER!r}"
+            )
+        labels.append(label)
+    probs = predictor.predict_proba(to_model_input(data.images, predictor.spec))
+    return LabelledProbs(probs, np.array(labels))
+
+
+def validation_split(
+    card: dict[str, Any], data_dir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The released model's validation images (Fashion-MNIST train, the card's split)."""
+    from product_classifier.data.fashion_mnist import load_fashion_mnist
+    from product_classifier.data.split import stratified_split
+    from product_classifier.preprocessing import to_model_input
+
+    data = card.get("config", {}).get("data", {})
+    images, labels = load_fashion_mnist("train", data_dir=data_dir)
+    _, val_idx = stratified_split(labels, data.get("val_fraction", 0.1), data.get("split_seed", 42))
+    return to_model_input(images[val_idx]), labels[val_idx]
+
+
+def choose_review(
+    model_path: Path,
+    dev: Path,
+    *,
+    cascade: bool = True,
+    data_dir: Path | None = None,
+    max_clean_flag_rate: float = MAX_CLEAN_FLAG_RATE,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Choose the policy for ``model_path`` (as served) and record it; returns the entry."""
+    from product_classifier.export.quantize import record_section
+    from product_classifier.inference.model_card import default_card_path, load_verified_model
+    from product_classifier.provenance import utc_now
+
+    model = load_verified_model(model_path, cascade=cascade)
+    predictor = model.predictor
+    images, labels = validation_split(model.card, data_dir)
+    validation = LabelledProbs(predictor.predict_proba(images), labels)
+    dev_data = labelled_folder(predictor, dev)
+    if dev_data.in_scope.all() or not dev_data.in_scope.any():
+        raise ReviewChoiceError(
+            f"{dev}: needs pictures of the categories and an {OUT_OF_SCOPE_FOLDER!r} folder"
+        )
+    policy, evidence = choose_policy(validation, dev_data, max_clean_flag_rate=max_clean_flag_rate)
+    entry: dict[str, Any] = {
+        **policy.to_dict(),
+        "served_as": "cascade"
+        if cascade and predictor.model_version.endswith("+cascade")
+        else model_path.name,
+        "chosen_on": {
+            "validation": f"{len(labels)} Fashion-MNIST validation images (the card's split)",
+            "dev": f"{int(dev_data.in_scope.sum())} real pictures and "
+            f"{int((~dev_data.in_scope).sum())} out-of-scope pictures (dev part)",
+        },
+        **evidence,
+        "validation": review_metrics(policy, validation),
+        "dev": review_metrics(policy, dev_data),
+        "created_at": utc_now(),
+    }
+    if write:
+        record_section(default_card_path(model_path), "review", entry)
+    return entry

@@ -1,0 +1,103 @@
+"""When a person should look at a prediction, and why: the review policy.
+
+A prediction is flagged ``needs_review`` when its top-1 probability, after temperature scaling,
+is below ``threshold``. Below the lower ``out_of_scope_threshold`` the model recognises none of
+its categories well enough to name one with any trust: the reason is then ``out_of_scope``
+(likely none of the catalog's categories), otherwise ``low_confidence`` (one of them, unsure
+which). The numbers are chosen per release on held-out data, never on a test set
+(``evaluation/review.py``), and travel in the model card's ``review`` section; a model whose
+card has none gets the service's fixed default (``review_threshold``, no out-of-scope band).
+
+Numpy only: the service has no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+ReviewReason = Literal["low_confidence", "out_of_scope"]
+LOW_CONFIDENCE: ReviewReason = "low_confidence"
+OUT_OF_SCOPE: ReviewReason = "out_of_scope"
+REVIEW_REASONS: tuple[ReviewReason, ...] = (LOW_CONFIDENCE, OUT_OF_SCOPE)
+DEFAULT_REVIEW_THRESHOLD = 0.7
+
+
+class ReviewPolicyError(ValueError):
+    """A review section that no model can have (the message says which number and why)."""
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    threshold: float = DEFAULT_REVIEW_THRESHOLD
+    out_of_scope_threshold: float = 0.0
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ReviewPolicyError(f"review threshold must be in [0, 1], got {self.threshold}")
+        if not 0.0 <= self.out_of_scope_threshold <= self.threshold:
+            raise ReviewPolicyError(
+                f"out_of_scope_threshold must be in [0, threshold={self.threshold}], "
+                f"got {self.out_of_scope_threshold}"
+            )
+        if not 0.05 <= self.temperature <= 20.0:
+            raise ReviewPolicyError(f"temperature must be in [0.05, 20], got {self.temperature}")
+
+    def calibrate(self, probs: np.ndarray) -> np.ndarray:
+        """Temperature-scaled probabilities: softmax(log p / T) == softmax(logits / T)."""
+        if self.temperature == 1.0:
+            return probs
+        logp = np.log(np.clip(probs, 1e-30, None)) / np.float32(self.temperature)
+        logp -= logp.max(axis=-1, keepdims=True)
+        out = np.exp(logp)
+        out /= out.sum(axis=-1, keepdims=True)
+        return out.astype(np.float32, copy=False)
+
+    def reason(self, confidence: float) -> ReviewReason | None:
+        """The review reason for a (calibrated) top-1 probability; None: no review."""
+        if confidence >= self.threshold:
+            return None
+        return OUT_OF_SCOPE if confidence < self.out_of_scope_threshold else LOW_CONFIDENCE
+
+    def reasons(self, confidence: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`reason`: 0 none, 1 low_confidence, 2 out_of_scope."""
+        out = (confidence < self.threshold).astype(np.int8)
+        out[confidence < self.out_of_scope_threshold] = 2
+        return out
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_card(
+        cls, card: Mapping[str, Any], default_threshold: float = DEFAULT_REVIEW_THRESHOLD
+    ) -> ReviewPolicy:
+        """The card's ``review`` section; without one, ``default_threshold`` and nothing else."""
+        section = card.get("review")
+        if not isinstance(section, Mapping):
+            return cls(threshold=default_threshold)
+        try:
+            return cls(
+                threshold=float(section["threshold"]),
+                out_of_scope_threshold=float(section.get("out_of_scope_threshold", 0.0)),
+                temperature=float(section.get("temperature", 1.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReviewPolicyError(f"the model card's review section is invalid: {exc}") from exc
+
+
+def review_policy(card: Mapping[str, Any], review_threshold: float | None = None) -> ReviewPolicy:
+    """The card's review policy (chosen on held-out data at release); an operator's
+    ``review_threshold`` replaces its threshold (the out-of-scope band stays below it)."""
+    policy = ReviewPolicy.from_card(card)
+    if review_threshold is None:
+        return policy
+    return ReviewPolicy(
+        threshold=review_threshold,
+        out_of_scope_threshold=min(policy.out_of_scope_threshold, review_threshold),
+        temperature=policy.temperature,
+    )

@@ -1,0 +1,103 @@
+"""The review policy (inference/review.py) and how a release chooses it (evaluation/review.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from product_classifier.evaluation.review import (
+    LabelledProbs,
+    choose_policy,
+    expected_calibration_error,
+    fit_temperature,
+    review_metrics,
+)
+from product_classifier.inference.review import (
+    ReviewPolicy,
+    ReviewPolicyError,
+    review_policy,
+)
+
+
+def test_reasons_follow_the_two_thresholds() -> None:
+    policy = ReviewPolicy(threshold=0.8, out_of_scope_threshold=0.4)
+    assert policy.reason(0.95) is None
+    assert policy.reason(0.8) is None  # at the threshold: no review
+    assert policy.reason(0.79) == "low_confidence"
+    assert policy.reason(0.2) == "out_of_scope"
+    assert policy.reasons(np.array([0.95, 0.6, 0.1])).tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"threshold": 1.5}, "threshold"),
+        ({"threshold": 0.5, "out_of_scope_threshold": 0.6}, "out_of_scope_threshold"),
+        ({"temperature": 0.0}, "temperature"),
+    ],
+)
+def test_impossible_policies_say_which_number(kwargs: dict, word: str) -> None:
+    with pytest.raises(ReviewPolicyError, match=word):
+        ReviewPolicy(**kwargs)
+
+
+def test_temperature_softens_without_changing_the_answer() -> None:
+    logits = np.array([[4.0, 1.0, 0.0], [0.0, 2.0, 1.9]], dtype=np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    soft = ReviewPolicy(temperature=2.0).calibrate(probs)
+    expected = np.exp(logits / 2) / np.exp(logits / 2).sum(1, keepdims=True)
+    assert np.allclose(soft, expected, atol=1e-6)
+    assert (soft.argmax(1) == probs.argmax(1)).all() and (soft.max(1) < probs.max(1)).all()
+    assert ReviewPolicy().calibrate(probs) is probs  # T = 1 costs nothing
+
+
+def test_the_card_gives_the_policy_and_an_operator_may_override_its_threshold() -> None:
+    card = {"review": {"threshold": 0.9, "out_of_scope_threshold": 0.5, "temperature": 1.3}}
+    assert review_policy(card) == ReviewPolicy(0.9, 0.5, 1.3)
+    assert review_policy(card, 0.4) == ReviewPolicy(0.4, 0.4, 1.3)  # band stays below
+    assert review_policy({}) == ReviewPolicy(0.7, 0.0, 1.0)  # a card without a policy
+    with pytest.raises(ReviewPolicyError, match="review section"):
+        review_policy({"review": {"out_of_scope_threshold": 0.1}})
+
+
+def _labelled(rng: np.random.Generator, n: int, sharp: float, oos: int = 0) -> LabelledProbs:
+    labels = rng.integers(0, 10, n)
+    logits = rng.normal(size=(n, 10))
+    logits[np.arange(n), labels] += sharp
+    # softmax(sharp * z) is the true posterior of this generative model: calibrated.
+    logits *= sharp
+    # Out-of-scope rows: flat logits, label -1.
+    flat = rng.normal(scale=0.3, size=(oos, 10))
+    probs = np.exp(np.r_[logits, flat])
+    return LabelledProbs(
+        (probs / probs.sum(1, keepdims=True)).astype(np.float32), np.r_[labels, -np.ones(oos)]
+    )
+
+
+def test_temperature_fit_undoes_overconfidence() -> None:
+    rng = np.random.default_rng(0)
+    data = _labelled(rng, 4000, sharp=1.5)
+    # Make it overconfident: sharpen by 2.5x; the fit should find about that temperature.
+    sharp = ReviewPolicy(temperature=0.4).calibrate(data.probs)
+    temperature = fit_temperature(sharp, data.labels.astype(int))
+    assert 2.0 < temperature < 3.0
+    before, _ = expected_calibration_error(sharp, data.labels)
+    after, bins = expected_calibration_error(
+        ReviewPolicy(temperature=temperature).calibrate(sharp), data.labels
+    )
+    assert after < before / 3 and sum(b["count"] for b in bins) == 4000
+
+
+def test_the_chosen_policy_keeps_clean_images_unflagged_and_catches_dev_mistakes() -> None:
+    rng = np.random.default_rng(1)
+    validation = _labelled(rng, 3000, sharp=2.5)
+    dev = _labelled(rng, 300, sharp=1.0, oos=100)
+    policy, evidence = choose_policy(validation, dev, max_clean_flag_rate=0.05)
+    assert evidence["validation_flag_rate"] <= 0.05
+    val = review_metrics(policy, validation)
+    assert val["review_rate"] <= 0.05
+    on_dev = review_metrics(policy, dev)
+    # Dev's mistakes and its flat out-of-scope rows are flagged far more than clean images.
+    assert on_dev["review_on_wrong"] > 3 * val["review_rate"]
+    assert on_dev["out_of_scope_flagged"] > 0.9 and on_dev["out_of_scope_auroc"] > 0.8
+    assert 0 < policy.out_of_scope_threshold <= policy.threshold
