@@ -88,3 +88,24 @@ def test_onnx_export_follows_the_contract_and_matches_torch(tiny_run, tmp_path, 
     for n in (1, 7):  # any batch size works
         (logits,) = session.run(None, {"image": batch[:n]})
         assert logits.shape == (n, 10) and logits.dtype == np.float32
+
+
+def test_the_robust_recipe_fine_tunes_the_release_with_its_batch_norms(tmp_path):
+    """configs/robust.yaml, shrunk: the released ONNX file rebuilt with its batch norms
+    re-inflated, style augmentation and outlier exposure on; one short epoch keeps the
+    release's accuracy (a from-scratch net would be near chance after 1.2k images)."""
+    cfg = load_experiment_config(
+        "configs/robust.yaml",
+        [
+            "train.epochs=1",
+            "data.subset_fraction=0.02",
+            "optimizer.lr=0.002",
+            "train.eval_batch_size=512",
+        ],
+    )
+    assert cfg.train.outlier_exposure is not None and cfg.augment.style > 0
+    result = train(cfg, run_dir=tmp_path, progress=False)
+    ckpt = load_checkpoint(result.best_checkpoint)
+    assert ckpt["transfer"]["reinflated_batch_norms"] == 21
+    assert ckpt["model"]["params"]["batch_norm"] is True
+    assert result.best_val_accuracy > 0.85

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -109,7 +110,8 @@ def _module_name(output: str) -> str:
 def read_onnx_weights(path: Path) -> dict[str, torch.Tensor]:
     """A BN-free state dict from one of this project's exported ONNX files: every Conv's
     (folded) weight and bias under its module name, plus the named initialisers (the head,
-    the normalisation buffers)."""
+    the normalisation buffers). An INT8 (QDQ) file gives its dequantised weights: the released
+    cascade's first stage exists only in that form."""
     import onnx
     from onnx import numpy_helper
 
@@ -118,17 +120,29 @@ def read_onnx_weights(path: Path) -> dict[str, torch.Tensor]:
     except Exception as exc:  # onnx raises DecodeError and friends
         raise PretrainedError(f"{path}: not a readable ONNX file ({exc})") from exc
     arrays = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for node in proto.graph.node:  # QDQ: (q - zero_point) * scale, per tensor or per channel
+        if node.op_type == "DequantizeLinear" and node.input[0] in arrays:
+            q = arrays[node.input[0]].astype(np.float32)
+            scale = arrays[node.input[1]].astype(np.float32)
+            zero = arrays[node.input[2]].astype(np.float32) if len(node.input) > 2 else 0.0
+            if scale.ndim == 1 and q.ndim > 1:  # per output channel (axis 0)
+                shape = (-1,) + (1,) * (q.ndim - 1)
+                scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+            arrays[node.output[0]] = (q - zero) * scale
     state: dict[str, torch.Tensor] = {}
     for name, array in arrays.items():
-        if name.startswith("model."):
-            state[name.removeprefix("model.")] = torch.from_numpy(array.copy())
+        key = name.removesuffix("_DequantizeLinear_Output")
+        if key.startswith("model.") and not key.endswith(("_quantized", "_scale", "_zero_point")):
+            state[key.removeprefix("model.")] = torch.from_numpy(np.array(array, copy=True))
     for node in proto.graph.node:
-        if node.op_type != "Conv" or len(node.input) < 2:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in arrays:
             continue
-        module = _module_name(node.output[0])
-        state[f"{module}.weight"] = torch.from_numpy(arrays[node.input[1]].copy())
-        if len(node.input) > 2:
-            state[f"{module}.bias"] = torch.from_numpy(arrays[node.input[2]].copy())
+        # The node's own name keeps the module path; a quantised graph renames its outputs
+        # (a Conv fused with its ReLU outputs ".../relu/Relu_output_0").
+        module = _module_name(node.name if node.name.endswith("/Conv") else node.output[0])
+        state[f"{module}.weight"] = torch.from_numpy(np.array(arrays[node.input[1]], copy=True))
+        if len(node.input) > 2 and node.input[2] in arrays:
+            state[f"{module}.bias"] = torch.from_numpy(np.array(arrays[node.input[2]], copy=True))
     if not state:
         raise PretrainedError(f"{path}: no weights found (not exported by this project?)")
     return state

@@ -418,12 +418,12 @@ def train(
                     logits, outlier_logits = logits[:-negatives], logits[-negatives:]
                     x = x[:-negatives]
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
+                if teacher is not None and tc.distill is not None:
+                    loss = _distill_loss(loss, logits, teacher, x, tc.distill)
                 if negatives and tc.outlier_exposure is not None:
                     # Cross-entropy to the uniform distribution over the categories.
                     uniform = -F.log_softmax(outlier_logits.float(), dim=1).mean(dim=1).mean()
                     loss = loss + tc.outlier_exposure.weight * uniform
-                if teacher is not None and tc.distill is not None:
-                    loss = _distill_loss(loss, logits, teacher, x, tc.distill)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
