@@ -60,3 +60,17 @@ def fashion_mnist() -> FashionMNISTFiles:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def real_pictures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real-picture benchmark (dev/test, out-of-scope), rebuilt byte for byte from its
+    pinned packages, once per session: the data tests check it, the model tests score on it."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "picture_sets"))
+    from build_real_pictures import build_real_pictures
+
+    root = tmp_path_factory.mktemp("real-pictures")
+    build_real_pictures(root, quiet=True)
+    return root

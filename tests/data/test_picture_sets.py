@@ -50,15 +50,6 @@ def _check_manifest(root: Path, parts: tuple[str, str]) -> list[dict]:
     return pictures
 
 
-@pytest.fixture(scope="module")
-def real_pictures(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from build_real_pictures import build_real_pictures
-
-    root = tmp_path_factory.mktemp("real-pictures")
-    build_real_pictures(root, quiet=True)
-    return root
-
-
 def test_the_real_picture_benchmark_is_big_enough_and_split_by_design_family(
     real_pictures: Path,
 ) -> None:

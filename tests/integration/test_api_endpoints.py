@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-PREDICTION_KEYS = {"category", "class_id", "confidence", "top_k", "needs_review"}
+PREDICTION_KEYS = {
+    "category",
+    "class_id",
+    "confidence",
+    "top_k",
+    "needs_review",
+    "review_reason",
+    "out_of_scope",
+}
 
 
 def fashion_like(seed: int) -> np.ndarray:
@@ -43,6 +51,14 @@ def expected_probs(model: Path, pixels: np.ndarray) -> np.ndarray:
 
 
 def check_prediction(body: dict, probs: np.ndarray) -> None:
+    check_scores(body, probs)
+    # No review section in the contract model's card: 0.7, no out-of-scope band.
+    assert body["needs_review"] is (body["confidence"] < 0.7)
+    assert body["review_reason"] == ("low_confidence" if body["needs_review"] else None)
+    assert body["out_of_scope"] is False
+
+
+def check_scores(body: dict, probs: np.ndarray) -> None:
     order = np.argsort(-probs, kind="stable")
     assert body["class_id"] == int(order[0])
     assert body["category"] == CLASS_NAMES[body["class_id"]]
@@ -51,7 +67,6 @@ def check_prediction(body: dict, probs: np.ndarray) -> None:
     for entry in body["top_k"]:
         assert entry["category"] == CLASS_NAMES[entry["class_id"]]
         assert entry["probability"] == pytest.approx(probs[entry["class_id"]], rel=1e-4, abs=1e-6)
-    assert body["needs_review"] is (body["confidence"] < 0.7)
 
 
 def test_health_and_ready(server: LiveServer) -> None:
@@ -197,3 +212,40 @@ def test_concurrent_requests_are_each_answered_correctly(
         bodies = list(pool.map(send, range(len(images))))
     for body, pixels in zip(bodies, images, strict=True):
         check_prediction(body, expected_probs(contract_model, pixels))
+
+
+def test_the_card_review_policy_calibrates_and_gives_reasons(
+    server_factory: Callable[..., LiveServer],
+    contract_model: Path,
+    make_image: Callable[..., bytes],
+    tmp_path: Path,
+) -> None:
+    """A card with a review section: probabilities are temperature-scaled, and the flag's
+    reason follows the two thresholds, for single and batch predictions alike."""
+    import json
+    import shutil
+
+    from product_classifier.inference.review import ReviewPolicy
+
+    folder = tmp_path / "model"
+    shutil.copytree(contract_model.parent, folder)
+    card_path = folder / "model_card.json"
+    card = json.loads(card_path.read_text())
+    policy = ReviewPolicy(threshold=0.95, out_of_scope_threshold=0.5, temperature=2.0)
+    card["review"] = policy.to_dict()
+    card_path.write_text(json.dumps(card))
+    client = server_factory(folder / "model.onnx").client()
+    assert client.get("/v1/model").json()["runtime"]["review"] == policy.to_dict()
+    reasons = set()
+    images = [np.zeros((28, 28), np.uint8)] + [fashion_like(i) for i in range(8)]
+    for pixels in images:
+        body = client.post("/v1/predict", files={"file": ("x.png", make_image(pixels))}).json()
+        check_scores(body, policy.calibrate(expected_probs(contract_model, pixels)[None])[0])
+        assert body["review_reason"] == policy.reason(body["confidence"])
+        assert body["needs_review"] is (body["review_reason"] is not None)
+        assert body["out_of_scope"] is (body["review_reason"] == "out_of_scope")
+        reasons.add(body["review_reason"])
+    assert "out_of_scope" in reasons  # the empty image: flat probabilities
+    files = [("files", (f"{i}.png", make_image(p))) for i, p in enumerate(images)]
+    batch = client.post("/v1/predict/batch", files=files).json()["results"]
+    assert [r["review_reason"] for r in batch] == [policy.reason(r["confidence"]) for r in batch]

@@ -244,6 +244,7 @@ def test_upload_through_the_page_matches_the_api(
             assert int(record["class_id"]) == api["class_id"]
             assert float(record["confidence"]) == pytest.approx(api["confidence"], abs=1e-6)
             assert record["needs_review"] == str(api["needs_review"]).lower()
+            assert record["review_reason"] == (api["review_reason"] or "")
             assert record["top1"] == api["top_k"][0]["category"]
             assert record["top3"] == api["top_k"][2]["category"]
             assert record["model_version"]

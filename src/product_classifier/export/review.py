@@ -21,6 +21,7 @@ from product_classifier.evaluation.review import (
     choose_policy,
     review_metrics,
 )
+from product_classifier.inference.review import ReviewPolicy
 
 OUT_OF_SCOPE_FOLDER = "out-of-scope"
 
@@ -56,6 +57,30 @@ def labelled_folder(predictor: Any, folder: Path) -> LabelledProbs:
         labels.append(label)
     probs = predictor.predict_proba(to_model_input(data.images, predictor.spec))
     return LabelledProbs(probs, np.array(labels))
+
+
+def real_picture_metrics(predictor: Any, policy: ReviewPolicy, folder: Path) -> dict[str, Any]:
+    """A labelled folder as the service answers it (``policy`` included): accuracy, balanced
+    and per category, the review flag's rates, out-of-scope detection, calibration."""
+    from product_classifier.evaluation.review import expected_calibration_error
+
+    data = labelled_folder(predictor, folder)
+    names = predictor.class_names
+    pred = policy.calibrate(data.probs).argmax(1)
+    per_class = {
+        names[k]: float((pred[data.labels == k] == k).mean())
+        for k in range(len(names))
+        if (data.labels == k).any()
+    }
+    out = review_metrics(policy, data)
+    inside = data.in_scope
+    raw_ece, _ = expected_calibration_error(data.probs[inside], data.labels[inside])
+    out.update(
+        balanced_accuracy=float(np.mean(list(per_class.values()))),
+        per_class=per_class,
+        ece_before_temperature=raw_ece,
+    )
+    return out
 
 
 def validation_split(

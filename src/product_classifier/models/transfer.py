@@ -127,7 +127,10 @@ def read_onnx_weights(path: Path) -> dict[str, torch.Tensor]:
             zero = arrays[node.input[2]].astype(np.float32) if len(node.input) > 2 else 0.0
             if scale.ndim == 1 and q.ndim > 1:  # per output channel (axis 0)
                 shape = (-1,) + (1,) * (q.ndim - 1)
-                scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+                scale, zero = (
+                    scale.reshape(shape),
+                    np.reshape(zero, shape) if np.ndim(zero) else zero,
+                )
             arrays[node.output[0]] = (q - zero) * scale
     state: dict[str, torch.Tensor] = {}
     for name, array in arrays.items():

@@ -364,7 +364,7 @@
   // ---- export --------------------------------------------------------------------------
 
   const COLUMNS = [
-    "filename", "category", "class_id", "confidence", "needs_review",
+    "filename", "category", "class_id", "confidence", "needs_review", "review_reason",
     "top1", "top1_probability", "top2", "top2_probability", "top3", "top3_probability",
     "error_code", "error_message", "model_version",
   ];
@@ -385,6 +385,7 @@
           class_id: r.class_id,
           confidence: r.confidence.toFixed(6),
           needs_review: r.needs_review,
+          review_reason: r.review_reason || "",
         });
         r.top_k.forEach((entry, k) => {
           rec[`top${k + 1}`] = entry.category;

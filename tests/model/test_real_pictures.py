@@ -1,0 +1,75 @@
+"""The committed served default on real product pictures, recomputed: the card's figures
+(written by scripts/real_pictures_report.py) must be what the committed files do.
+
+The benchmark is rebuilt from its pinned packages (tests/conftest.py ``real_pictures``); the
+model is loaded as the service loads it (the cascade, with the card's review policy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from product_classifier.export.review import real_picture_metrics
+from product_classifier.inference.model_card import load_verified_model
+from product_classifier.inference.review import ReviewPolicy, review_policy
+from product_classifier.serving.settings import load_settings
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+CARD = ROOT / "artifacts" / "model_card.json"
+FIGURES = (
+    "accuracy",
+    "balanced_accuracy",
+    "review_on_wrong",
+    "review_on_right",
+    "out_of_scope_flagged",
+    "out_of_scope_auroc",
+    "ece",
+)
+
+
+@pytest.fixture(scope="module")
+def served() -> tuple:
+    settings = load_settings()
+    model = load_verified_model(
+        ROOT / settings.model_path, cascade=settings.model_variant == "cascade"
+    )
+    return model, review_policy(model.card, settings.review_threshold)
+
+
+def test_the_card_holds_the_policy_the_service_applies(served) -> None:
+    _model, policy = served
+    card = json.loads(CARD.read_text())
+    assert card["review"]["served_as"] == "cascade"
+    assert policy == ReviewPolicy.from_card(card)
+    assert card["real_pictures"]["review"] == policy.to_dict()
+
+
+def test_the_cascade_threshold_does_not_cancel_the_review_flag(served, real_pictures) -> None:
+    """Images the first stage answers alone (confident by the cascade's threshold) can still
+    be flagged: the review threshold is not below the cascade's."""
+    from product_classifier.export.review import labelled_folder
+
+    model, policy = served
+    cascade = model.predictor
+    data = labelled_folder(cascade.first, real_pictures / "dev")
+    answered_alone = data.probs.max(1) >= cascade.threshold
+    calibrated = policy.calibrate(data.probs).max(1)
+    assert answered_alone.any()
+    assert (calibrated[answered_alone] < policy.threshold).any()
+
+
+@pytest.mark.parametrize("part", ["dev", "test"])
+def test_real_picture_figures_are_what_the_committed_model_does(
+    served, real_pictures: Path, part: str
+) -> None:
+    model, policy = served
+    measured = real_picture_metrics(model.predictor, policy, real_pictures / part)
+    claimed = json.loads(CARD.read_text())["real_pictures"][part]
+    for key in FIGURES:
+        assert measured[key] == pytest.approx(claimed[key], abs=1e-6), key
+    assert measured["per_class"] == pytest.approx(claimed["per_class"], abs=1e-6)
+    assert measured["out_of_scope"] == claimed["out_of_scope"] >= 30
