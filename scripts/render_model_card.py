@@ -175,6 +175,72 @@ def _cascade(card: dict[str, Any]) -> list[str]:
     ]
 
 
+def _review_text(card: dict[str, Any]) -> list[str]:
+    review = card.get("review")
+    if not review:
+        return [
+            "The service adds a `needs_review` flag when the top-1 confidence is below its "
+            "review threshold (0.7 by default), so that a person checks the uncertain photos."
+        ]
+    return [
+        "The service adds `needs_review` so that a person checks the answers it should not be "
+        f"trusted with: probabilities are scaled by a temperature of {review['temperature']:g}, "
+        f"and an answer below a confidence of {review['threshold']:g} is flagged, with "
+        f"`review_reason: \"out_of_scope\"` below {review['out_of_scope_threshold']:g} "
+        "(probably none of the categories), else `\"low_confidence\"`. Chosen by "
+        f"`product-classifier review`: {review['temperature_rule']}; {review['threshold_rule']}; "
+        f"the out-of-scope band is the {review['out_of_scope_rule']}.",
+    ]
+
+
+def _real_pictures(card: dict[str, Any]) -> list[str]:
+    """The served default on the real-picture benchmark (scripts/real_pictures_report.py)."""
+    real = card.get("real_pictures")
+    if not real:
+        return []
+    fm = real["fashion_mnist_test"]
+    rows = []
+    for part in ("dev", "test"):
+        m = real[part]
+        rows.append(
+            (
+                part,
+                m["images"],
+                _pct(m["accuracy"]),
+                _pct(m["balanced_accuracy"]),
+                min(m["per_class"].items(), key=lambda kv: kv[1])[0]
+                + f" {_pct(min(m['per_class'].values()))}",
+                _pct(m["review_on_wrong"]),
+                _pct(m["review_on_right"]),
+                f"{_pct(m['out_of_scope_flagged'])} of {m['out_of_scope']}",
+                f"{m['out_of_scope_auroc']:.3f}",
+                f"{_pct(m['ece_before_temperature'])} -> {_pct(m['ece'])}",
+            )
+        )
+    return [
+        "## Real product pictures",
+        "",
+        f"The served default ({real['served_as']}) on {real['benchmark']}, measured "
+        f"{real['measured_at']} by `make real-pictures-report` (details: "
+        "[real-pictures.md](real-pictures.md)). These pictures are never training data.",
+        "",
+        *_table(
+            ["part", "pictures", "accuracy", "balanced", "weakest category",
+             "needs_review on wrong", "on right", "out-of-scope flagged", "out-of-scope AUROC",
+             "ECE (raw -> calibrated)"],
+            rows,
+            align="lrrrlrrrrl",
+        ),  # fmt: skip
+        "",
+        f"On the Fashion-MNIST test set the served default flags {_pct(fm['review_rate'])} of "
+        f"the images ({_pct(fm['review_on_wrong'])} of its mistakes); its calibration error "
+        f"is {_pct(fm['ece_before_temperature'])} raw, {_pct(fm['ece'])} calibrated.",
+        "",
+        "![Reliability diagrams](img/reliability.png)",
+        "",
+    ]
+
+
 def render(card: dict[str, Any], source: str = "artifacts/model_card.json") -> str:
     """The card as Markdown; every number comes from ``card``."""
     test = card["metrics"]["test"]
@@ -209,9 +275,7 @@ def render(card: dict[str, Any], source: str = "artifacts/model_card.json") -> s
         "",
         card.get("intended_use", "Not stated."),
         "",
-        "The service adds a `needs_review` flag when the top-1 confidence is below its review "
-        "threshold (0.7 by default), so that a person checks the uncertain photos; see the "
-        "calibration analysis in `notebooks/02_error_analysis.ipynb`.",
+        *_review_text(card),
         "",
         "## Limitations",
         "",
@@ -252,6 +316,7 @@ def render(card: dict[str, Any], source: str = "artifacts/model_card.json") -> s
     ]
     out += _variants(card)
     out += _cascade(card)
+    out += _real_pictures(card)
     if training:
         opt = config.get("optimizer", {})
         sched = config.get("scheduler", {})
