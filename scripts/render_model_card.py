@@ -241,6 +241,63 @@ def _real_pictures(card: dict[str, Any]) -> list[str]:
     ]
 
 
+README = ROOT / "README.md"
+README_MARKERS = ("<!-- real-pictures-table:start -->", "<!-- real-pictures-table:end -->")
+
+
+def readme_real_pictures(card: dict[str, Any]) -> str:
+    """The README's real-picture table (between its markers), from the card's figures."""
+    real = card.get("real_pictures")
+    if not real:
+        return "\n_No real-picture figures in the model card._\n"
+    fm = real["fashion_mnist_test"]
+    rows = [
+        (
+            "Fashion-MNIST test",
+            f"{fm['images']:,}",
+            _pct(fm["accuracy"]),
+            "",
+            _pct(fm["review_on_wrong"]),
+            _pct(fm["review_on_right"]),
+            "",
+            "",
+            _pct(fm["ece"]),
+        )
+    ]
+    for part in ("dev", "test"):
+        m = real[part]
+        rows.append(
+            (
+                f"real pictures, {part}",
+                m["images"],
+                _pct(m["accuracy"]),
+                _pct(m["balanced_accuracy"]),
+                _pct(m["review_on_wrong"]),
+                _pct(m["review_on_right"]),
+                f"{_pct(m['out_of_scope_flagged'])} of {m['out_of_scope']}",
+                f"{m['out_of_scope_auroc']:.3f}",
+                _pct(m["ece"]),
+            )
+        )
+    header = ["images", "count", "accuracy", "balanced", "needs_review on wrong",
+              "needs_review on right", "out-of-scope flagged", "out-of-scope AUROC", "ECE"]  # fmt: skip
+    return "\n" + "\n".join(_table(header, rows, align="lrrrrrrrr")) + "\n"
+
+
+def update_readme(card: dict[str, Any], readme: Path = README) -> bool:
+    """Rewrite the README's real-picture table; True when it changed."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} lacks the markers {start} ... {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = head + start + readme_real_pictures(card) + end + tail
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def render(card: dict[str, Any], source: str = "artifacts/model_card.json") -> str:
     """The card as Markdown; every number comes from ``card``."""
     test = card["metrics"]["test"]
@@ -401,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
+    if args.card == DEFAULT_CARD and update_readme(json.loads(args.card.read_text("utf-8"))):
+        print(f"updated the real-picture table in {README}", file=sys.stderr)
     return 0
 
 

@@ -75,3 +75,17 @@ def test_every_cli_command_in_the_readme_exists():
         if result.exit_code != 0 and len(words) == 2:
             result = runner.invoke(app, [words[0], "--help"])
         assert result.exit_code == 0, f"`product-classifier {command}` is not a command"
+
+
+def test_real_pictures_table_matches_the_model_card():
+    """The README's real-picture figures are the card's (scripts/render_model_card.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "render_model_card", Path("scripts/render_model_card.py")
+    )
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert _section("real-pictures-table") == script.readme_real_pictures(CARD)
+    assert "real_pictures" in CARD, "the released card has no real-picture figures"
