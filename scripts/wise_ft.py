@@ -1,7 +1,7 @@
 """Weight-space ensembles of a released model and its robust fine-tune (WiSE-FT).
 
     python scripts/wise_ft.py runs/robust/last.pt --dev data/real-pictures/dev \
-        [--alphas 0.3 0.4 0.5 0.6 0.7 0.8 1.0] [--min-val-accuracy 0.953] [--write OUT.pt]
+        [--alphas 0 0.25 0.5 0.75 1] [--min-val-accuracy 0.952] [--write OUT.pt]
 
 Wortsman et al. (2022): interpolating the weights of a model and its fine-tune,
 ``(1 - alpha) * released + alpha * fine-tuned``, keeps most of the fine-tune's robustness to
@@ -13,8 +13,9 @@ running statistics are measured again on training images.
 For each alpha: Fashion-MNIST validation accuracy (the card's split) and the real-picture dev
 part (balanced accuracy, and the review flag's rates under a policy chosen the way
 ``product-classifier review`` chooses it). The choice: the alpha with the best dev balanced
-accuracy among those whose validation accuracy is at least ``--min-val-accuracy``. No test
-image is read. ``--write`` saves it as a checkpoint that ``product-classifier export`` takes.
+accuracy among those whose validation accuracy is at least ``--min-val-accuracy`` (95.2%: the
+release's bar of 95.0% test accuracy, tests/model/test_release_model.py, with a margin for the
+difference between two samples of 6,000 and 10,000 images). No test image is read. ``--write`` saves it as a checkpoint that ``product-classifier export`` takes.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--dev", type=Path, required=True)
-    parser.add_argument("--alphas", type=float, nargs="+", default=[round(0.1 * i, 1) for i in range(11)])
-    parser.add_argument("--min-val-accuracy", type=float, default=0.953)
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--min-val-accuracy", type=float, default=0.952)
     parser.add_argument("--write", type=Path)
     parser.add_argument("--evidence", type=Path)
     args = parser.parse_args()
