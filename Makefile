@@ -128,7 +128,7 @@ real-pictures-report: install  ## The released models on real product pictures (
 train-robust: real-pictures  ## Robust fine-tune of the release and its student -> artifacts/ + reports
 	$(BIN)/product-classifier train --config configs/robust.yaml --run-dir runs/robust --resume
 	$(BIN)/python scripts/wise_ft.py runs/robust/last.pt --dev $(REAL_PICTURES_DIR)/dev \
-	  --write runs/robust/release.pt --evidence docs/evidence/wise-ft.json
+	  --write runs/robust/release.pt --evidence runs/robust/wise-ft.json
 	$(BIN)/product-classifier train --config configs/robust-student.yaml --run-dir runs/robust-student --resume
 	$(BIN)/product-classifier export runs/robust/release.pt
 	$(BIN)/product-classifier quantize
