@@ -132,7 +132,7 @@ train-robust: real-pictures  ## Robust fine-tune of the release and its student 
 	$(BIN)/product-classifier train --config configs/robust-student.yaml --run-dir runs/robust-student --resume
 	$(BIN)/product-classifier export runs/robust/release.pt
 	$(BIN)/product-classifier quantize
-	$(BIN)/product-classifier cascade runs/robust-student/last.pt
+	$(BIN)/product-classifier cascade runs/robust-student/best.pt
 	$(MAKE) --no-print-directory review real-pictures-report
 
 loadtest: install  ## Load-test the API vs a naive baseline -> docs/performance.md (~40 min; LOADTEST_ARGS=--smoke)

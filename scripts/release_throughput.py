@@ -14,34 +14,38 @@ same-run peers of ``make loadtest`` (``docs/performance.md``). The result goes t
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "evidence" / "release-throughput.json"
 
 
 def payloads(folder: Path) -> dict[str, tuple[Path, str]]:
-    from product_classifier.data.fashion_mnist import load_fashion_mnist
+    """The load test's own bodies (benchmarks/load/payloads.py): a test image as a 28x28 PNG
+    and as a 600x600 catalog JPEG, each a complete multipart upload."""
+    from product_classifier.benchmarks.load.payloads import (
+        CONTENT_TYPE,
+        Part,
+        catalog_jpeg,
+        multipart_body,
+        png_28,
+        sample_test_images,
+    )
 
-    images, _ = load_fashion_mnist("test")
-    small = folder / "item.png"
-    Image.fromarray(images[0]).save(small)
-    page = np.full((600, 600), 255, np.uint8)
-    item = np.asarray(Image.fromarray(255 - images[1]).resize((420, 420), Image.BICUBIC))
-    page[90:510, 90:510] = item
-    buf = io.BytesIO()
-    Image.fromarray(page).convert("RGB").save(buf, "JPEG", quality=90)
-    large = folder / "photo.jpg"
-    large.write_bytes(buf.getvalue())
-    return {"28x28 PNG": (small, "image/png"), "600x600 JPEG": (large, "image/jpeg")}
+    image = sample_test_images(1)[0]
+    out = {}
+    for name, filename, kind, data in (
+        ("28x28 PNG", "item.png", "image/png", png_28(image)),
+        ("600x600 JPEG", "photo.jpg", "image/jpeg", catalog_jpeg(image)),
+    ):
+        body = folder / f"{filename}.multipart"
+        body.write_bytes(multipart_body([Part("file", filename, kind, data)]))
+        out[name] = (body, CONTENT_TYPE)
+    return out
 
 
 def measure(model_dir: Path, bodies: dict, seconds: float, log: Path) -> dict[str, float]:
@@ -57,10 +61,10 @@ def measure(model_dir: Path, bodies: dict, seconds: float, log: Path) -> dict[st
         for name, (body, content_type) in bodies.items():
             url = f"{server.base_url}/v1/predict"
             run_hey(url, body, content_type, seconds=2, connections=64)  # warm
-            result = run_hey(url, body, content_type, seconds=seconds, connections=64)
-            if result["error_rate"] > 0:
-                raise RuntimeError(f"{model_dir}: {result['errors']} errors on {name}")
-            out[name] = result["rps"]
+            stats = run_hey(url, body, content_type, seconds=seconds, connections=64)["stats"]
+            if stats["error_rate"] > 0:
+                raise RuntimeError(f"{model_dir}: {stats['errors']} errors on {name}")
+            out[name] = stats["rps"]
         return out
     finally:
         server.stop()

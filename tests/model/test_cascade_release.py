@@ -64,7 +64,11 @@ def test_the_cascade_is_as_accurate_as_the_released_model_alone(measured: tuple)
 def test_most_images_never_reach_the_big_model(measured: tuple) -> None:
     _, _, predictor = measured
     assert predictor.rows == 10_000
-    assert predictor.escalated / predictor.rows < 0.15  # where the ~2x throughput comes from
+    # Where the cascade's saving comes from. The robust release's student escalates about a
+    # fifth of the test images (the previous, Fashion-MNIST-only one 4.7%), at 0.79x the
+    # previous default's requests/s (docs/evidence/release-throughput.json); a quarter is the
+    # most at which the first stage still pays for itself clearly.
+    assert predictor.escalated / predictor.rows < 0.25
 
 
 def test_the_card_reports_what_was_measured(measured: tuple) -> None:
