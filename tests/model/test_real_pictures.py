@@ -48,18 +48,23 @@ def test_the_card_holds_the_policy_the_service_applies(served) -> None:
     assert card["real_pictures"]["review"] == policy.to_dict()
 
 
-def test_the_cascade_threshold_does_not_cancel_the_review_flag(served, real_pictures) -> None:
-    """Images the first stage answers alone (confident by the cascade's threshold) can still
-    be flagged: the review threshold is not below the cascade's."""
+def test_an_unsure_first_stage_answer_is_never_served(served, real_pictures) -> None:
+    """The two thresholds work together: every picture the first stage is unsure of, by the
+    review policy's measure, goes to the released model (whose answer the flag then judges),
+    so no flag-worthy answer comes from the smaller, less accurate model; and the pictures the
+    first stage answers alone are ones it is confident about even after calibration."""
     from product_classifier.export.review import labelled_folder
 
     model, policy = served
     cascade = model.predictor
     data = labelled_folder(cascade.first, real_pictures / "dev")
-    answered_alone = data.probs.max(1) >= cascade.threshold
     calibrated = policy.calibrate(data.probs).max(1)
-    assert answered_alone.any()
-    assert (calibrated[answered_alone] < policy.threshold).any()
+    answered_alone = data.probs.max(1) >= cascade.threshold
+    assert answered_alone.any() and (~answered_alone).any()
+    assert (calibrated[answered_alone] >= policy.threshold).all()
+    # ...and the flag does fire on what the cascade escalates.
+    served = policy.calibrate(labelled_folder(cascade, real_pictures / "dev").probs).max(1)
+    assert (served[~answered_alone] < policy.threshold).any()
 
 
 @pytest.mark.parametrize("part", ["dev", "test"])
