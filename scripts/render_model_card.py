@@ -340,8 +340,9 @@ def render(card: dict[str, Any], source: str = "artifacts/model_card.json") -> s
         "",
         "## Evaluation",
         "",
-        f"On the official Fashion-MNIST test set ({test['n']:,} images, never used for "
-        f"training or model selection). Bar: precision and recall ≥ {QUALITY_BAR} per class.",
+        f"On the official Fashion-MNIST test set ({test['n']:,} images: never training "
+        "data; read to report and gate each release, whose choices are made on validation "
+        f"data). Bar: precision and recall ≥ {QUALITY_BAR} per class.",
         "",
         *_table(
             ["id", "class", "precision", "recall", "F1", "support", f"≥ {QUALITY_BAR}"],
