@@ -134,30 +134,29 @@ def test_a_released_onnx_file_gets_its_batch_norms_back(tmp_path: Path) -> None:
     assert load_pretrained(plain, tmp_path / "plain.pt").folded == {}
 
 
-def test_an_int8_file_gives_its_dequantised_weights() -> None:
+def test_an_int8_file_gives_its_dequantised_weights(fashion_mnist) -> None:
     """The released cascade's first stage exists only as INT8 (QDQ): its weights come back
-    dequantised under their module names and compute what onnxruntime computes (up to the
-    quantised activations)."""
+    dequantised under their module names and compute what onnxruntime computes, up to the
+    quantised activations (on real training images; made-up inputs sit near decision
+    boundaries, where that rounding flips answers)."""
     import numpy as np
     import onnxruntime as ort
 
+    from product_classifier.data.fashion_mnist import load_fashion_mnist
     from product_classifier.models.transfer import reinflate_batch_norm
+    from product_classifier.preprocessing import to_model_input
 
     root = Path(__file__).resolve().parents[2]
     path = root / "artifacts" / "model.student.int8.onnx"
     model = create_model("resnet", depth=20, width=16, batch_norm=True)
     report = load_pretrained(model, path)
     assert not report.skipped and len(report.folded) == 21
-    gen = torch.Generator().manual_seed(0)
-    # Item-like inputs: a bright blob on dark, so the logits are not all alike.
-    x = torch.zeros(64, 1, 28, 28)
-    for i in range(64):
-        top, left = torch.randint(0, 10, (2,), generator=gen).tolist()
-        x[i, 0, top : top + 18, left : left + 12] = torch.rand(18, 12, generator=gen)
-    reinflate_batch_norm(model, report, x)
+    images, _ = load_fashion_mnist("train", data_dir=fashion_mnist.directory)
+    x = torch.from_numpy(to_model_input(images[:1024]))
+    reinflate_batch_norm(model, report, x[:512])
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    expected = session.run(None, {session.get_inputs()[0].name: x[512:].numpy()})[0]
     with torch.no_grad():
-        got = model.eval()(x).numpy()
-    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
+        got = model.eval()(x[512:]).numpy()
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.97
     assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.98
