@@ -83,6 +83,7 @@ def check_predictions(url: str, artifacts: Path) -> list[str]:
     from product_classifier.constants import CLASS_NAMES
     from product_classifier.data.fashion_mnist import load_fashion_mnist
     from product_classifier.inference.model_card import load_verified_model
+    from product_classifier.inference.review import review_policy
     from product_classifier.preprocessing import preprocess_bytes
 
     images, labels = load_fashion_mnist("test")
@@ -92,10 +93,12 @@ def check_predictions(url: str, artifacts: Path) -> list[str]:
     # The same cascade the container serves by default (its first stage comes from the card).
     served_version = _get_json(f"{url}/v1/model")["runtime"]["model_version"]
     cascade = served_version.endswith("+cascade")
-    predictor = load_verified_model(model, cascade=cascade).predictor
+    verified = load_verified_model(model, cascade=cascade)
+    predictor = verified.predictor
     assert predictor.model_version == served_version, (predictor.model_version, served_version)
     batch = np.concatenate([preprocess_bytes(p) for p in pngs])
-    host_proba = predictor.predict_proba(batch)
+    # The service reports probabilities through the card's review policy (its temperature).
+    host_proba = review_policy(verified.card).calibrate(predictor.predict_proba(batch))
     host_top1 = host_proba.argmax(axis=1)
 
     failures: list[str] = []
