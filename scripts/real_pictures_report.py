@@ -97,8 +97,8 @@ def diagram(predictor: Any, policy: Any, folder: Path) -> dict[str, Any]:
     data = labelled_folder(predictor, folder)
     inside = data.in_scope
     probs, labels = data.probs[inside], data.labels[inside]
-    before, bins_before = expected_calibration_error(probs, labels, bins=10)
-    after, bins_after = expected_calibration_error(policy.calibrate(probs), labels, bins=10)
+    before, bins_before = expected_calibration_error(probs, labels)
+    after, bins_after = expected_calibration_error(policy.calibrate(probs), labels)
     return {"before": bins_before, "after": bins_after, "ece": [before, after]}
 
 
