@@ -124,7 +124,7 @@ real-pictures-report: install  ## The released models on real product pictures (
 
 # The robust release (issue: real product pictures): fine-tune the released model and its
 # student from their ONNX files on redrawn Fashion-MNIST with synthetic negatives, then the
-# usual export, INT8, cascade; the review policy and the report last. About 1 h on 2 cores.
+# usual export, INT8, cascade; the review policy and the report last. About 1.3 h on 2 cores.
 train-robust: real-pictures  ## Robust fine-tune of the release and its student -> artifacts/ + reports
 	$(BIN)/product-classifier train --config configs/robust.yaml --run-dir runs/robust --resume
 	$(BIN)/python scripts/wise_ft.py runs/robust/last.pt --dev $(REAL_PICTURES_DIR)/dev \
