@@ -1,4 +1,8 @@
-"""`product-classifier data fetch|info` through the real CLI app."""
+"""`product-classifier data fetch|info` through the real CLI app.
+
+The real files are found the way the code finds them (tests/conftest.py ``fashion_mnist``:
+the project's locator), never by naming a folder.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,6 @@ from typer.testing import CliRunner
 from product_classifier.cli.main import app
 from product_classifier.data import fashion_mnist as fm
 
-REAL = Path("/usr/share/datasets/fashion-mnist")
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="needs the real Fashion-MNIST files")
-
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -23,10 +24,11 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_fetch_prints_where_the_data_is() -> None:
-    result = CliRunner().invoke(app, ["data", "fetch", "--data-dir", str(REAL), "--no-download"])
+def test_fetch_prints_where_the_data_is(fashion_mnist) -> None:
+    real = fashion_mnist.directory
+    result = CliRunner().invoke(app, ["data", "fetch", "--data-dir", str(real), "--no-download"])
     assert result.exit_code == 0, result.output
-    assert "verified" in result.stdout and str(REAL) in result.stdout
+    assert "verified" in result.stdout and str(real) in result.stdout
 
 
 def test_fetch_failure_lists_places_and_exits_1(isolated: Path) -> None:
@@ -37,9 +39,9 @@ def test_fetch_failure_lists_places_and_exits_1(isolated: Path) -> None:
     assert "apt-get install dataset-fashion-mnist" in result.stderr
 
 
-def test_info_shows_counts_and_checksums() -> None:
+def test_info_shows_counts_and_checksums(fashion_mnist) -> None:
     result = CliRunner().invoke(
-        app, ["data", "info", "--data-dir", str(REAL)], env={"COLUMNS": "200"}
+        app, ["data", "info", "--data-dir", str(fashion_mnist.directory)], env={"COLUMNS": "200"}
     )
     assert result.exit_code == 0, result.output
     rows = [line for line in result.stdout.splitlines() if "│" in line]
