@@ -45,21 +45,15 @@ VARIANTS = {  # name -> (model file, cascade): what MODEL_VARIANT serves
 def fashion_mnist_test(predictor: Any, policy: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The 10k test set, once per release: accuracy, the flag rate, calibration."""
     from product_classifier.data.fashion_mnist import load_fashion_mnist
-    from product_classifier.evaluation.review import (
-        LabelledProbs,
-        expected_calibration_error,
-        review_metrics,
-    )
+    from product_classifier.evaluation.review import LabelledProbs, review_metrics
     from product_classifier.preprocessing import to_model_input
 
     images, labels = load_fashion_mnist("test")
-    raw = predictor.predict_proba(to_model_input(images))
-    data = LabelledProbs(raw, labels)
+    data = LabelledProbs(predictor.predict_proba(to_model_input(images)), labels)
     metrics = review_metrics(policy, data)
-    before, bins_before = expected_calibration_error(raw, labels)
-    after, bins_after = expected_calibration_error(policy.calibrate(raw), labels)
-    metrics["ece_before_temperature"] = before
-    return metrics, {"before": bins_before, "after": bins_after, "ece": [before, after]}
+    bins = diagram(data, policy)
+    metrics["ece_before_temperature"] = bins["ece"][0]
+    return metrics, bins
 
 
 def plot_reliability(diagrams: dict[str, dict[str, Any]], temperature: float) -> None:
@@ -90,11 +84,10 @@ def plot_reliability(diagrams: dict[str, dict[str, Any]], temperature: float) ->
     plt.close(fig)
 
 
-def diagram(predictor: Any, policy: Any, folder: Path) -> dict[str, Any]:
+def diagram(data: Any, policy: Any) -> dict[str, Any]:
+    """Reliability bins of the in-scope pictures, before and after the temperature."""
     from product_classifier.evaluation.review import expected_calibration_error
-    from product_classifier.export.review import labelled_folder
 
-    data = labelled_folder(predictor, folder)
     inside = data.in_scope
     probs, labels = data.probs[inside], data.labels[inside]
     before, bins_before = expected_calibration_error(probs, labels)
@@ -205,7 +198,7 @@ def main() -> None:
     from build_real_pictures import build_real_pictures
 
     from product_classifier.export.quantize import record_section
-    from product_classifier.export.review import real_picture_metrics
+    from product_classifier.export.review import labelled_folder, labelled_metrics
     from product_classifier.inference.model_card import load_verified_model
     from product_classifier.inference.review import review_policy
 
@@ -217,19 +210,20 @@ def main() -> None:
         for name, (path, cascade) in VARIANTS.items():
             model = load_verified_model(ROOT / path, cascade=cascade)
             policy = review_policy(model.card)
+            scored = {
+                part: labelled_folder(model.predictor, folder / part) for part in ("dev", "test")
+            }
             variants[name] = {
-                part: real_picture_metrics(model.predictor, policy, folder / part)
-                for part in ("dev", "test")
+                part: labelled_metrics(data, policy, model.predictor.class_names)
+                for part, data in scored.items()
             }
             print(name, {p: round(m["balanced_accuracy"], 3) for p, m in variants[name].items()})
             if name == DEFAULT:
-                default_model, default_policy = model, policy
+                default_model, default_policy, default_test = model, policy, scored["test"]
         fm_metrics, fm_diagram = fashion_mnist_test(default_model.predictor, default_policy)
         diagrams = {
             "Fashion-MNIST test": fm_diagram,
-            "real pictures, test part": diagram(
-                default_model.predictor, default_policy, folder / "test"
-            ),
+            "real pictures, test part": diagram(default_test, default_policy),
         }
     plot_reliability(diagrams, default_policy.temperature)
     report = {

@@ -62,11 +62,16 @@ def labelled_folder(predictor: Any, folder: Path) -> LabelledProbs:
 def real_picture_metrics(predictor: Any, policy: ReviewPolicy, folder: Path) -> dict[str, Any]:
     """A labelled folder as the service answers it (``policy`` included): accuracy, balanced
     and per category, the review flag's rates, out-of-scope detection, calibration."""
+    return labelled_metrics(labelled_folder(predictor, folder), policy, predictor.class_names)
+
+
+def labelled_metrics(
+    data: LabelledProbs, policy: ReviewPolicy, names: tuple[str, ...]
+) -> dict[str, Any]:
+    """:func:`real_picture_metrics` for probabilities already computed."""
     from product_classifier.evaluation.review import expected_calibration_error
 
-    data = labelled_folder(predictor, folder)
-    names = predictor.class_names
-    pred = policy.calibrate(data.probs).argmax(1)
+    pred = data.probs.argmax(1)  # a temperature never changes the answer
     per_class = {
         names[k]: float((pred[data.labels == k] == k).mean())
         for k in range(len(names))

@@ -22,7 +22,6 @@ import numpy as np
 ReviewReason = Literal["low_confidence", "out_of_scope"]
 LOW_CONFIDENCE: ReviewReason = "low_confidence"
 OUT_OF_SCOPE: ReviewReason = "out_of_scope"
-REVIEW_REASONS: tuple[ReviewReason, ...] = (LOW_CONFIDENCE, OUT_OF_SCOPE)
 DEFAULT_REVIEW_THRESHOLD = 0.7
 
 
@@ -73,13 +72,11 @@ class ReviewPolicy:
         return asdict(self)
 
     @classmethod
-    def from_card(
-        cls, card: Mapping[str, Any], default_threshold: float = DEFAULT_REVIEW_THRESHOLD
-    ) -> ReviewPolicy:
-        """The card's ``review`` section; without one, ``default_threshold`` and nothing else."""
+    def from_card(cls, card: Mapping[str, Any]) -> ReviewPolicy:
+        """The card's ``review`` section; without one, the fixed default and nothing else."""
         section = card.get("review")
         if not isinstance(section, Mapping):
-            return cls(threshold=default_threshold)
+            return cls()
         try:
             return cls(
                 threshold=float(section["threshold"]),

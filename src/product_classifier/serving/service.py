@@ -76,9 +76,6 @@ class ModelService:
         self._class_names = model.predictor.class_names
         self._class_ids = range(len(self._class_names))
         self.review = review_policy(model.card, settings.review_threshold)
-        self._threshold = self.review.threshold
-        self._oos_threshold = self.review.out_of_scope_threshold
-        self._calibrate = self.review.calibrate if self.review.temperature != 1.0 else None
         self._max_upload = settings.max_upload_bytes
         self._retry_after = {"Retry-After": str(settings.retry_after_s)}
         # Observability hook (serving/observability.py): (prediction dict, upload bytes), once
@@ -113,22 +110,13 @@ class ModelService:
             raise ApiError(503, "not_ready", str(exc), self._retry_after) from exc
 
     def format_prediction(self, probs: np.ndarray) -> dict[str, Any]:
-        if self._calibrate is not None:
-            probs = self._calibrate(probs)
-        p = probs.tolist()
+        p = self.review.calibrate(probs).tolist()
         names = self._class_names
         # Stable sort: ties go to the lower class id, like numpy's argmax offline.
         order = sorted(self._class_ids, key=p.__getitem__, reverse=True)[:TOP_K]
         best = order[0]
         confidence = p[best]
-        # ReviewPolicy.reason, inlined: this runs once per image on the hot path.
-        reason = (
-            None
-            if confidence >= self._threshold
-            else "out_of_scope"
-            if confidence < self._oos_threshold
-            else "low_confidence"
-        )
+        reason = self.review.reason(confidence)
         return {
             "category": names[best],
             "class_id": best,
@@ -201,7 +189,7 @@ class ModelService:
                     "batches_run": self.batcher.batches_run,
                     "items_run": self.batcher.items_run,
                 },
-                "review_threshold": self._threshold,
+                "review_threshold": self.review.threshold,
                 "review": self.review.to_dict(),
             }
         )
