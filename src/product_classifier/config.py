@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from product_classifier.preprocessing import InputSpec
+from product_classifier.preprocessing import FASHION_MNIST_SPEC, InputSpec
 
 
 class StrictModel(BaseModel):
@@ -158,6 +158,18 @@ class ExperimentConfig(StrictModel):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _outliers_fit_the_input(self) -> ExperimentConfig:
+        # The synthetic negatives are grey, bright-on-dark Fashion-MNIST-style pictures; on a
+        # letterboxed or colour catalog they would teach the model nothing about its pictures.
+        if self.train.outlier_exposure is not None and self.input.spec() != FASHION_MNIST_SPEC:
+            raise ValueError(
+                "train.outlier_exposure makes grey 28x28 bright-on-dark negatives and needs the "
+                "Fashion-MNIST input (input.size 28, channels 1, canonicalization fashion-mnist); "
+                f"this config has {self.input.spec().to_dict()}: remove train.outlier_exposure"
+            )
+        return self
 
     @model_validator(mode="after")
     def _model_is_registered(self) -> ExperimentConfig:

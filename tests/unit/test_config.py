@@ -65,6 +65,15 @@ def test_the_catalog_config_loads_with_its_input_spec() -> None:
         (["data.fashion_mnist=false"], "no folder is set"),
         (["data.folder=x", "data.val_fraction=0.5", "data.test_fraction=0.45"], "under 10%"),
         (["model.pretrained=true"], "needs a 'timm/<name>' model"),
+        (
+            [
+                "input.canonicalization=letterbox",
+                "input.size=64",
+                "input.channels=3",
+                "train.outlier_exposure={fraction: 0.25}",
+            ],
+            "outlier_exposure makes grey 28x28",
+        ),
     ],
 )
 def test_wrong_catalog_settings_fail_at_load_with_the_reason(overrides, message) -> None:

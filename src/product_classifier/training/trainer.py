@@ -406,7 +406,7 @@ def train(
             y = data.train_y[idx].to(device, non_blocking=True)
             x = augment_batch(x, config.augment, gen, background)
             negatives = 0
-            if tc.outlier_exposure is not None and data.spec == FASHION_MNIST_SPEC:
+            if tc.outlier_exposure is not None:  # config: only on the Fashion-MNIST input
                 negatives = max(1, round(len(x) * tc.outlier_exposure.fraction))
                 fake = synthetic_outliers(x, negatives, gen)
                 x = torch.cat([x, augment_batch(fake, config.augment, gen, background)])
