@@ -12,6 +12,7 @@ import csv
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,13 +28,14 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_IMAGES = 40
+API_KEY = "cli-test-key-" + "0123456789abcdef"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "product_classifier.cli.main", "predict", *args],
         cwd=REPO_ROOT,
-        env=clean_env(),
+        env=clean_env(env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -106,3 +108,43 @@ def test_a_clean_glob_through_the_service_exits_0_with_json(
     }
     assert document["source"] == server.base_url
     assert all(len(r["top_k"]) == 3 for r in document["results"])
+
+
+def test_url_with_api_keys_needs_the_key_and_never_prints_it(
+    server_factory: Callable[..., LiveServer],
+    contract_model: Path,
+    photo_tree: Path,
+    tmp_path: Path,
+) -> None:
+    keyed = server_factory(contract_model, {"PRODUCT_CLASSIFIER_API_KEYS": API_KEY})
+    pattern = str(photo_tree / "png" / "*.png")
+    out = tmp_path / "keyed.csv"
+
+    missing = run_cli(pattern, "--url", keyed.base_url, "-o", str(out))
+    assert missing.returncode == 2, missing.stderr
+    assert "needs an API key" in missing.stderr and "PRODUCT_CLASSIFIER_API_KEY" in missing.stderr
+    assert not out.exists()
+
+    wrong_key = "not-the-key-" + "fedcba9876543210"
+    wrong = run_cli(pattern, "--url", keyed.base_url, "--api-key", wrong_key)
+    assert wrong.returncode == 2, wrong.stderr
+    assert "refused the API key" in wrong.stderr
+    assert wrong_key not in wrong.stderr + wrong.stdout
+
+    by_env = run_cli(
+        pattern,
+        "--url",
+        keyed.base_url,
+        "-o",
+        str(out),
+        env={"PRODUCT_CLASSIFIER_API_KEY": API_KEY},
+    )
+    assert by_env.returncode == 0, by_env.stderr
+    rows = read_csv(out)
+    assert len(rows) == N_IMAGES // 2 and all(r["category"] for r in rows.values())
+    by_option = run_cli(pattern, "--url", keyed.base_url, "--api-key", API_KEY)
+    assert by_option.returncode == 0, by_option.stderr
+    assert by_option.stdout.count("\n") == N_IMAGES // 2 + 1  # header + one row per image
+    for run in (by_env, by_option):
+        assert API_KEY not in run.stderr + run.stdout
+    assert API_KEY not in keyed.log()

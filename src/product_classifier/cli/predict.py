@@ -49,6 +49,18 @@ def predict(
             help="Use a running service (e.g. http://127.0.0.1:8000) instead of the local model.",
         ),
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="PRODUCT_CLASSIFIER_API_KEY",
+            show_envvar=True,
+            help="With --url: the service's API key, sent as 'X-API-Key' (needed when the "
+            "service sets PRODUCT_CLASSIFIER_API_KEYS). Prefer the environment variable: a "
+            "command-line argument is visible to other users of the machine.",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -105,7 +117,7 @@ def predict(
     backend: bulk.Backend
     try:
         if url is not None:
-            backend = bulk.RemoteBackend(url)
+            backend = bulk.RemoteBackend(url, api_key=api_key)
         else:
             # Same defaults as the service, so that local and --url runs agree.
             settings = load_settings(model_path=model, review_threshold=review_threshold)

@@ -52,6 +52,9 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 # One batch request stays under the service's 64 MiB body limit.
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 _GLOB_CHARS = frozenset("*?[")
+# How RemoteBackend presents a key (the service also takes 'Authorization: Bearer KEY').
+API_KEY_HEADER = "X-API-Key"
+API_KEY_ENV = "PRODUCT_CLASSIFIER_API_KEY"  # read by `product-classifier predict --url`
 # PreprocessingError code -> the public code the API uses for it.
 _PUBLIC_CODES = {"not_an_image": "unsupported_media_type"}
 
@@ -307,12 +310,18 @@ class LocalBackend:
 
 
 class RemoteBackend:
-    """A running service, through ``POST /v1/predict/batch`` (one request per batch)."""
+    """A running service, through ``POST /v1/predict/batch`` (one request per batch).
+
+    ``api_key`` is sent as ``X-API-Key`` on every request. It never appears in a message: it
+    is checked to be a plain header value before httpx sees it (httpx would quote a bad one
+    in its exception), and a refused key is reported by the service's code alone.
+    """
 
     def __init__(
         self,
         url: str,
         *,
+        api_key: str | None = None,
         timeout: float = 60.0,
         retries: int = 3,
         client: httpx.Client | None = None,
@@ -321,9 +330,15 @@ class RemoteBackend:
 
         self.source = url.rstrip("/")
         self.retries = retries
-        self._client = client or httpx.Client(base_url=self.source, timeout=timeout)
+        headers = {API_KEY_HEADER: _checked_api_key(api_key)} if api_key else {}
+        self._client = client or httpx.Client(
+            base_url=self.source, timeout=timeout, headers=headers
+        )
+        if client is not None:
+            self._client.headers.update(headers)
         self._model_version = "unknown"
         self._wait_ready()
+        self._check_access()
 
     @property
     def model_version(self) -> str:
@@ -347,6 +362,23 @@ class RemoteBackend:
                 code, message = _api_error(response)
                 raise BulkError(f"the service at {self.source} is not ready: {message} ({code})")
             time.sleep(_retry_after(response))
+
+    def _check_access(self) -> None:
+        """Fail the run up front when the service wants a key (``/ready`` is always open)."""
+        import httpx
+
+        try:
+            response = self._client.get("/v1/categories")
+        except httpx.HTTPError as exc:
+            raise BulkError(f"cannot reach the service at {self.source}: {exc}") from exc
+        if response.status_code != 401:
+            return
+        if API_KEY_HEADER not in self._client.headers:
+            raise BulkError(
+                f"the service at {self.source} needs an API key: pass --api-key or set "
+                f"{API_KEY_ENV} (unauthorized)"
+            )
+        raise BulkError(f"the service at {self.source} refused the API key (unauthorized)")
 
     def classify(self, batch: Sequence[tuple[str, bytes]]) -> list[BulkRow]:
         import httpx
@@ -375,6 +407,13 @@ class RemoteBackend:
         return [
             _row_from_api(path, result) for (path, _), result in zip(batch, results, strict=True)
         ]
+
+
+def _checked_api_key(key: str) -> str:
+    if key != key.strip() or not key.isascii() or not key.isprintable():
+        # Not echoed: the value is a secret even when it is malformed.
+        raise BulkError("the API key must be printable ASCII without leading or trailing spaces")
+    return key
 
 
 def _retry_after(response: httpx.Response) -> float:
