@@ -18,7 +18,7 @@ import csv
 import io
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,7 @@ RELEASED_MODEL = REPO_ROOT / "artifacts" / "model.onnx"
 SCREENSHOT = REPO_ROOT / "docs" / "img" / "web-ui.png"
 CATALOG_SCREENSHOT = REPO_ROOT / "docs" / "img" / "web-ui-catalog.png"
 VIEWPORT = {"width": 1280, "height": 1000}
+API_KEY = "web-test-key-" + "0123456789abcdef"
 TIMEOUT_MS = 30_000
 
 
@@ -331,5 +332,88 @@ def test_a_catalog_model_shows_its_own_categories_on_the_page(
         page.screenshot(path=str(shot))
         if os.environ.get("UPDATE_SCREENSHOTS") == "1" or not CATALOG_SCREENSHOT.exists():
             shutil.copyfile(shot, CATALOG_SCREENSHOT)
+    finally:
+        context.close()
+
+
+def test_the_page_sends_a_session_only_api_key(
+    browser: Browser,
+    server_factory: Callable[..., LiveServer],
+    contract_model: Path,
+    tmp_path: Path,
+) -> None:
+    """With API_KEYS set: a clear message without a key or with a wrong one, predictions with
+    the right one, and the key kept in sessionStorage only (no cookie, no localStorage)."""
+    keyed = server_factory(contract_model, {"PRODUCT_CLASSIFIER_API_KEYS": API_KEY})
+    photo = tmp_path / "shirt.png"
+    photo.write_bytes(png_bytes(np.full((28, 28), 90, np.uint8)))
+    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    sent_keys: list[str | None] = []
+    page.on(
+        "request",
+        lambda r: sent_keys.append(r.headers.get("x-api-key")) if "/v1/predict" in r.url else None,
+    )
+    status = page.locator("#api-key-status")
+
+    def last_row() -> dict[str, str]:
+        page.wait_for_function(
+            "() => !document.querySelector('#results-body tr[data-state=\"pending\"]')"
+        )
+        return rows(page)[-1]
+
+    try:
+        page.goto(keyed.base_url + "/")
+        page.wait_for_selector("#service-status[data-state='ready']")
+        # /v1/categories answered 401: the page opens the key field and says why.
+        page.wait_for_selector("#api-key-status[data-state='error']")
+        assert page.locator("#key-panel").get_attribute("open") is not None
+        assert "needs an API key" in status.inner_text()
+
+        drop_file(page, photo)
+        row = last_row()
+        assert row["state"] == "error" and row["errorCode"] == "unauthorized"
+        assert "needs an API key" in row["text"]
+
+        page.fill("#api-key", "wrong-key-" + "fedcba9876543210")
+        page.press("#api-key", "Enter")
+        page.wait_for_function(
+            "() => /did not accept/.test(document.getElementById('api-key-status').textContent)"
+        )
+        assert page.get_attribute("#api-key", "aria-invalid") == "true"
+
+        page.fill("#api-key", API_KEY)
+        page.press("#api-key", "Enter")
+        page.wait_for_selector("#api-key-status[data-state='ok']")
+        page.wait_for_selector("#categories[data-count]")
+        drop_file(page, photo)
+        row = last_row()
+        assert row["state"] == "done", row
+        assert sent_keys == [None, API_KEY]
+
+        storage = page.evaluate(
+            """() => ({session: sessionStorage.getItem("productClassifier.apiKey"),
+                       local: localStorage.length, cookie: document.cookie})"""
+        )
+        assert storage == {"session": API_KEY, "local": 0, "cookie": ""}
+        assert context.cookies() == []
+
+        page.reload()  # same tab: the key is still there
+        page.wait_for_selector("#categories[data-count]")
+        assert page.input_value("#api-key") == API_KEY
+        other = context.new_page()  # another tab starts without it
+        other.goto(keyed.base_url + "/")
+        other.wait_for_selector("#api-key-status[data-state='error']")
+        assert other.input_value("#api-key") == ""
+        other.close()
+
+        page.get_by_role("button", name="Forget key").click()
+        assert page.input_value("#api-key") == ""
+        assert page.evaluate("() => sessionStorage.length") == 0
+        assert not page_errors, page_errors
+        assert API_KEY not in keyed.log()
     finally:
         context.close()

@@ -12,6 +12,11 @@
   const API_BATCH = "v1/predict/batch"; // relative: works behind a path prefix too
   const API_READY = "ready";
   const API_CATEGORIES = "v1/categories";
+  // The key lives in sessionStorage: this tab only, gone when it closes, never in a cookie
+  // (the browser would send a cookie by itself) nor in localStorage (kept on disk for good).
+  const KEY_STORAGE = "productClassifier.apiKey";
+  const KEY_HEADER = "X-API-Key";
+  const KEY_PATTERN = /^[\x21-\x7e]+$/; // printable ASCII: what an HTTP header can carry
 
   const $ = (id) => document.getElementById(id);
   const dropZone = $("drop-zone");
@@ -26,6 +31,11 @@
   const serviceStatus = $("service-status");
   const modelVersionEl = $("model-version");
   const categoriesEl = $("categories");
+  const keyPanel = $("key-panel");
+  const keyForm = $("key-form");
+  const keyInput = $("api-key");
+  const keyStatus = $("api-key-status");
+  const forgetKeyButton = $("forget-key");
 
   /** @type {{id:number, file:File, url:string, state:string, result:any, error:any, row:HTMLElement}[]} */
   let items = [];
@@ -61,10 +71,18 @@
   }
 
   // The loaded model's own categories (a catalog model has the shop's, not Fashion-MNIST's).
+  // Also how the page learns, before any upload, whether the service wants a key.
   async function loadCategories() {
+    const headers = keyHeaders();
+    if (headers === null) return;
     try {
-      const response = await fetch(API_CATEGORIES, { cache: "no-store" });
+      const response = await fetch(API_CATEGORIES, { cache: "no-store", headers });
+      if (response.status === 401) {
+        keyRefused();
+        return;
+      }
       if (!response.ok) return;
+      keyAccepted();
       const data = await response.json();
       const names = (data.categories || []).map((c) => c.category);
       categoriesEl.textContent = names.length ? "Categories: " + names.join(", ") : "";
@@ -73,6 +91,78 @@
       categoriesEl.textContent = "";
     }
   }
+
+  // ---- API key -------------------------------------------------------------------------
+
+  function storedKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORAGE) || "";
+    } catch (err) {
+      return ""; // storage disabled: the key lives in the field only
+    }
+  }
+
+  function storeKey(key) {
+    try {
+      if (key) sessionStorage.setItem(KEY_STORAGE, key);
+      else sessionStorage.removeItem(KEY_STORAGE);
+    } catch (err) {
+      // storage disabled: nothing to keep
+    }
+  }
+
+  function setKeyStatus(state, text) {
+    keyStatus.dataset.state = state;
+    keyStatus.textContent = text;
+    keyInput.setAttribute("aria-invalid", String(state === "error"));
+  }
+
+  // The headers for a /v1 request, or null when the typed key cannot be sent.
+  function keyHeaders() {
+    const key = keyInput.value.trim();
+    if (!key) return {};
+    if (!KEY_PATTERN.test(key)) {
+      keyPanel.open = true;
+      setKeyStatus("error", "An API key has no spaces and only plain letters, digits and symbols.");
+      return null;
+    }
+    return { [KEY_HEADER]: key };
+  }
+
+  // The message a photo's row and the key field show after a 401 (never the key itself).
+  function keyProblem() {
+    return keyInput.value.trim()
+      ? "The service did not accept this API key: check it, then add the photos again."
+      : "This service needs an API key: enter it under \"API key\", then add the photos again.";
+  }
+
+  function keyRefused() {
+    keyPanel.open = true;
+    setKeyStatus("error", keyProblem());
+  }
+
+  function keyAccepted() {
+    if (keyInput.value.trim()) setKeyStatus("ok", "Key accepted.");
+    else setKeyStatus("", "");
+  }
+
+  keyInput.value = storedKey();
+  if (keyInput.value) keyPanel.open = true;
+  keyInput.addEventListener("input", () => {
+    storeKey(keyInput.value.trim());
+    setKeyStatus("", "");
+  });
+  keyInput.addEventListener("change", loadCategories); // check the new key right away
+  keyForm.addEventListener("submit", (event) => {
+    event.preventDefault(); // Enter in the field: check the key, never navigate
+    loadCategories();
+  });
+  forgetKeyButton.addEventListener("click", () => {
+    keyInput.value = "";
+    storeKey("");
+    setKeyStatus("", "Key forgotten.");
+    keyInput.focus();
+  });
 
   // ---- choosing files ------------------------------------------------------------------
 
@@ -171,16 +261,28 @@
   async function sendGroup(group) {
     const form = new FormData();
     for (const item of group) form.append("files", item.file, item.file.name);
+    const headers = keyHeaders();
+    if (headers === null) {
+      failGroup(group, { code: "invalid_api_key", message: keyStatus.textContent });
+      return;
+    }
     for (let attempt = 0; ; attempt++) {
       let response;
       try {
-        response = await fetch(API_BATCH, { method: "POST", body: form });
+        response = await fetch(API_BATCH, { method: "POST", body: form, headers });
       } catch (err) {
         failGroup(group, { code: "network_error", message: "the service could not be reached" });
         return;
       }
       const data = await response.json().catch(() => null);
+      if (response.status === 401) {
+        keyRefused();
+        announce(keyProblem());
+        failGroup(group, { code: "unauthorized", message: keyProblem() });
+        return;
+      }
       if (response.ok && data && Array.isArray(data.results)) {
+        keyAccepted();
         setModelVersion(data.model_version);
         group.forEach((item, i) => settle(item, data.results[i]));
         return;
