@@ -7,6 +7,7 @@ call finishes; nothing depends on how fast the machine is.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -189,6 +190,14 @@ def test_a_failing_call_does_not_block_the_other_slot() -> None:
     assert float(good[0]) == 5.0
 
 
+def _fake_cores(monkeypatch: pytest.MonkeyPatch, cores: int) -> None:
+    """``cores`` usable CPUs by affinity and no cgroup quota, whatever this host has."""
+    from product_classifier import resources
+
+    monkeypatch.setattr(resources.os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    monkeypatch.setattr(resources, "cgroup_cpu_quota", lambda *_args: None)
+
+
 @pytest.mark.parametrize("concurrency", [0, -1])
 def test_concurrency_must_be_positive(concurrency: int) -> None:
     with pytest.raises(ValueError, match="concurrency"):
@@ -213,8 +222,8 @@ def test_auto_model_concurrency_shares_the_cores(
 ) -> None:
     from product_classifier.serving import settings as settings_mod
 
-    monkeypatch.setattr(settings_mod.os, "sched_getaffinity", lambda _pid: set(range(cores)))
-    for key in list(settings_mod.os.environ):
+    _fake_cores(monkeypatch, cores)
+    for key in list(os.environ):
         if key.startswith(settings_mod.ENV_PREFIX):
             monkeypatch.delenv(key)
     assert settings_mod.load_settings(**overrides).batch_concurrency == expected
@@ -229,8 +238,8 @@ def test_auto_workers_are_one_per_core_up_to_four(
 ) -> None:
     from product_classifier.serving import settings as settings_mod
 
-    monkeypatch.setattr(settings_mod.os, "sched_getaffinity", lambda _pid: set(range(cores)))
-    for key in list(settings_mod.os.environ):
+    _fake_cores(monkeypatch, cores)
+    for key in list(os.environ):
         if key.startswith(settings_mod.ENV_PREFIX):
             monkeypatch.delenv(key)
     assert settings_mod.load_settings(workers=workers).resolved_workers == expected

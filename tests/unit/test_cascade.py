@@ -69,7 +69,7 @@ def test_only_unsure_rows_reach_the_second_model_and_take_its_answer() -> None:
     assert probs.argmax(axis=1).tolist() == [1, 6, 3]  # 0.80 is not below 0.80: kept
     assert second.calls == [[1]]
     assert (cascade.rows, cascade.escalated) == (3, 1)
-    assert cascade.model_version == "big+cascade"
+    assert cascade.model_version == "big+s+cascade"  # both stages; no hashes given
     assert cascade.runtime_info()["cascade"]["escalated_fraction"] == pytest.approx(1 / 3)
 
 
@@ -147,7 +147,16 @@ def test_the_card_cascade_is_loaded_and_verified(tmp_path: Path) -> None:
     loaded = load_verified_model(model, cascade=True)
     assert isinstance(loaded.predictor, CascadePredictor)
     assert loaded.predictor.threshold == 0.75
-    assert loaded.predictor.model_version == "big-1+cascade"
+    # Both stages, each with the first digits of its sha256; /v1/model has the whole hashes.
+    big, small = sha256_file(model), sha256_file(tmp_path / "first.onnx")
+    assert loaded.predictor.model_version == f"big-1@{big[:12]}+small-1@{small[:12]}+cascade"
+    stages = loaded.predictor.runtime_info()["cascade"]["stages"]
+    assert stages == [
+        {"stage": "student", "model_version": "small-1", "sha256": small},
+        {"stage": "full", "model_version": "big-1", "sha256": big},
+    ]
+    unverified = load_verified_model(model, cascade=True, verify=False).predictor
+    assert unverified.model_version == loaded.predictor.model_version
     assert (
         load_verified_model(model, cascade=True, cascade_threshold=0.9).predictor.threshold == 0.9
     )
@@ -191,15 +200,21 @@ def test_the_service_serves_the_cascade_and_counts_escalations(tmp_path: Path) -
     buf = io.BytesIO()
     Image.fromarray(np.arange(784, dtype=np.uint8).reshape(28, 28)).save(buf, "PNG")
 
-    async def scenario() -> tuple[dict[str, Any], str]:
+    async def scenario() -> tuple[dict[str, Any], str, dict[str, Any]]:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 answer = await client.post("/v1/predict", files={"file": ("a.png", buf.getvalue())})
                 metrics = await client.get("/metrics")
-                return answer.json(), metrics.text
+                info = await client.get("/v1/model")
+                return answer.json(), metrics.text, info.json()
 
-    answer, metrics = asyncio.run(scenario())
-    assert answer["model_version"] == "big-1+cascade"
-    assert "cascade_images_total 1.0" in metrics
-    assert "cascade_escalated_total 1.0" in metrics
+    answer, metrics, info = asyncio.run(scenario())
+    stages = {s["stage"]: s["sha256"] for s in info["runtime"]["cascade"]["stages"]}
+    assert stages == {"student": sha256_file(tmp_path / "first.onnx"), "full": sha256_file(model)}
+    assert info["runtime"]["model_version"] == answer["model_version"]
+    big, small = sha256_file(model), sha256_file(tmp_path / "first.onnx")
+    assert answer["model_version"] == f"big-1@{big[:12]}+small-1@{small[:12]}+cascade"
+    # The one image was escalated: the full model answered it, the student none.
+    assert 'cascade_images_total{stage="full"} 1.0' in metrics
+    assert 'cascade_images_total{stage="student"} 0.0' in metrics

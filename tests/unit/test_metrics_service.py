@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from product_classifier.resources import available_cpus
 from product_classifier.serving import observability_multiprocess as mp
 from product_classifier.serving.metrics import (
     HTTP_BUCKETS,
     ProcessCollector,
     ServiceMetrics,
-    available_cpu_cores,
 )
 from product_classifier.serving.observability import MetricsAccess
 
@@ -84,7 +84,7 @@ def test_no_created_series_and_own_process_metrics() -> None:
     pid = str(os.getpid())
     assert value(metrics, "process_resident_memory_bytes", pid=pid) > 10_000_000  # type: ignore[operator]
     assert value(metrics, "process_cpu_seconds_total", pid=pid) > 0  # type: ignore[operator]
-    assert value(metrics, "service_cpu_cores") == available_cpu_cores()
+    assert value(metrics, "service_cpu_cores") == available_cpus()
 
 
 def test_process_collector_reports_other_processes_and_skips_dead_ones() -> None:
@@ -101,11 +101,6 @@ def test_process_collector_reports_other_processes_and_skips_dead_ones() -> None
     finally:
         child.kill()
         child.wait()
-
-
-def test_cpu_cores_is_positive_and_at_most_the_affinity() -> None:
-    cores = available_cpu_cores()
-    assert 0 < cores <= len(os.sched_getaffinity(0))
 
 
 # -- /metrics access ------------------------------------------------------------------------------

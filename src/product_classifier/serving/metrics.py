@@ -7,6 +7,8 @@ Metric families (see docs/runbook.md for what an on-call engineer does with them
 * model: ``inference_duration_seconds`` and ``inference_batch_size`` (one observation per model
   call of the micro-batcher), ``predictions_total{category}``, ``prediction_confidence{category}``,
   ``needs_review_total{category}``, ``model_info{model_version,sha256}``, ``service_ready``;
+* cascade: ``cascade_images_total{stage}``, images answered by the first stage (``student``) or
+  escalated to the released model (``full``); the escalated share is full / (student + full);
 * resources: ``process_cpu_seconds_total{pid}``, ``process_resident_memory_bytes{pid}``,
   ``process_open_fds{pid}``, ``process_start_time_seconds{pid}`` for every live worker, and
   ``service_cpu_cores`` (cores this service may use: affinity or cgroup quota).
@@ -37,9 +39,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from product_classifier.inference.cascade import STAGES
+from product_classifier.resources import available_cpus
 from product_classifier.serving import observability_multiprocess as mp
 
-__all__ = ["CONTENT_TYPE_LATEST", "ProcessCollector", "ServiceMetrics", "available_cpu_cores"]
+__all__ = ["CONTENT_TYPE_LATEST", "ProcessCollector", "ServiceMetrics"]
 
 # Request latency: fine steps around the SLA (mean 0.2 s, p95 0.3 s) so that
 # histogram_quantile interpolates within a narrow bucket exactly where alerts decide.
@@ -63,7 +67,7 @@ class ProcessCollector(Collector):
     def __init__(self, pids: Callable[[], Iterable[int]], proc: str = "/proc") -> None:
         self._pids = pids
         self._proc = proc
-        self._cores = available_cpu_cores()
+        self._cores = available_cpus()
         try:
             self._ticks = float(os.sysconf("SC_CLK_TCK"))
             self._pagesize = os.sysconf("SC_PAGESIZE")
@@ -114,33 +118,6 @@ class ProcessCollector(Collector):
             fds.add_metric(label, float(nfds))
             start.add_metric(label, float(parts[19]) / self._ticks + self._btime)
         yield from (cpu, rss, fds, start)
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as fh:
-            return fh.read().strip()
-    except OSError:
-        return None
-
-
-def available_cpu_cores() -> float:
-    """Cores we may run on: CPU affinity, capped by a cgroup (v2 or v1) CPU quota."""
-    try:
-        cores = float(len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        cores = float(os.cpu_count() or 1)
-    quota = _read("/sys/fs/cgroup/cpu.max")
-    if quota is not None:
-        limit, _, period = quota.partition(" ")
-        if limit != "max" and period:
-            return min(cores, float(limit) / float(period))
-        return cores
-    limit_v1 = _read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-    period_v1 = _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-    if limit_v1 and period_v1 and int(limit_v1) > 0:
-        return min(cores, float(limit_v1) / float(period_v1))
-    return cores
 
 
 class ServiceMetrics:
@@ -208,14 +185,13 @@ class ServiceMetrics:
         )
         self.cascade_images = Counter(
             "cascade_images",
-            "Images the cascade's first stage classified (inference/cascade.py).",
+            "Images the cascade classified, by the stage that answered: student (its first "
+            "stage was sure) or full (escalated to the released model; inference/cascade.py).",
+            ["stage"],
             registry=r,
         )
-        self.cascade_escalated = Counter(
-            "cascade_escalated",
-            "Images the first stage was unsure of, answered by the released model instead.",
-            registry=r,
-        )
+        # Children resolved once: the hook runs per model call (two series in all).
+        self._stage_children = tuple(self.cascade_images.labels(stage) for stage in STAGES)
         self.model_info = Gauge(
             "model_info",
             "The model being served (value 1).",
@@ -266,11 +242,13 @@ class ServiceMetrics:
         self.batch_size.observe(size)
         self.inference_duration.observe(seconds)
 
-    def observe_cascade(self, images: int, escalated: int) -> None:
-        """CascadePredictor hook, once per model call (in the batch's worker thread)."""
-        self.cascade_images.inc(images)
-        if escalated:
-            self.cascade_escalated.inc(escalated)
+    def observe_cascade(self, student: int, full: int) -> None:
+        """CascadePredictor hook, once per model call (in the batch's worker thread): how many
+        images each stage answered."""
+        if student:
+            self._stage_children[0].inc(student)
+        if full:
+            self._stage_children[1].inc(full)
 
     def observe_prediction(self, category: str, confidence: float, needs_review: bool) -> None:
         children = self._category_children.get(category)

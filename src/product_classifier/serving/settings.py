@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from product_classifier.resources import usable_cores  # affinity capped by the cgroup quota
 
 ENV_PREFIX = "PRODUCT_CLASSIFIER_"
 MIB = 1024 * 1024
@@ -42,13 +43,6 @@ MODEL_VARIANTS = {
 
 # Auto-sized servers stop here: past a few processes, memory grows faster than throughput.
 MAX_AUTO_WORKERS = 4
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
@@ -79,7 +73,8 @@ class ServeSettings(BaseSettings):
         0,
         ge=0,
         le=64,
-        description="uvicorn worker processes; 0: auto, one per usable core, at most "
+        description="uvicorn worker processes; 0: auto, one per usable core (CPU affinity "
+        "capped by the cgroup CPU quota, rounded down), at most "
         f"{MAX_AUTO_WORKERS} (each worker is a process of ~115 MB; docs/performance.md).",
     )
     log_level: LogLevel = Field("info", description="Log level for uvicorn and the service.")

@@ -299,7 +299,10 @@ def host_description() -> str:
                 break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} logical CPUs"
+    # The quota-capped count, not the host's: a trial's speed depends on what it may use.
+    from product_classifier.resources import available_cpus
+
+    return f"{model}, {os.cpu_count()} logical CPUs ({available_cpus():g} usable)"
 
 
 def _storage(url: str) -> optuna.storages.BaseStorage:
