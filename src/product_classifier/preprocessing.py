@@ -30,9 +30,22 @@ from PIL import Image, ImageOps
 
 from product_classifier.constants import IMAGE_SIZE
 
-# Pillow's own bomb guard warns at ~89 MP and raises at twice that; our limit is stricter and
-# is checked from the header before any pixel is decoded.
-DEFAULT_MAX_PIXELS = 40_000_000
+# The largest width x height accepted, checked from the header before any pixel is decoded
+# (Pillow's own bomb guard warns at ~89 MP and raises at twice that). 4096x4096: a phone's
+# 12 MP photo (4032x3024) and a 16 MP one pass; a catalog photo is usually far smaller (shop
+# platforms recommend ~2048 px); a 24 MP DSLR original (6000x4000) must be downsized first,
+# which costs the answer nothing (the model sees 28x28). The memory one upload can take at
+# this limit is measured by scripts/peak_memory.py (docs/security.md).
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+# A photo is decoded at reduced size (JPEG: scaled in the DCT by 1/2, 1/4 or 1/8 with
+# Image.draft; other formats: area-averaged right after decoding) as long as its shorter side
+# stays >= this many times the model's input size: 12 x 28 = 336 px, so the item stays well
+# above the 112 px canonicalize measures it at. Chosen on 2000 validation renders and the
+# real-picture dev part (scripts/decode_reduced_check.py, docs/evidence/decode-reduced.json):
+# the smallest factor tried (4, 8, 12, 16) whose accuracy on both is within 0.2 pp of the
+# full decode; a 600x600 JPEG then decodes straight to grey at full size (1.4x faster).
+REDUCED_DECODE_FACTOR = 12
 
 
 class PreprocessingError(ValueError):
@@ -171,8 +184,15 @@ def _has_image_signature(data: bytes) -> bool:
     return data.startswith(_IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
-def decode_image(data: bytes, config: PreprocessConfig | None = None) -> Image.Image:
+def decode_image(
+    data: bytes, config: PreprocessConfig | None = None, spec: InputSpec | None = None
+) -> Image.Image:
     """Decode bytes into a Pillow image with EXIF orientation applied.
+
+    With ``spec`` (the model the image is for), a large photo is decoded at reduced size:
+    a JPEG is scaled while it is decoded (``Image.draft``; to grey directly for a Fashion-MNIST
+    model), anything else is area-averaged right after decoding (:func:`reduce_early`), so the
+    later steps touch a fraction of the pixels. Without ``spec`` the full image is returned.
 
     Raises PreprocessingError (never anything else) for empty, undecodable, truncated or
     oversized images. Animated images give their first frame.
@@ -194,10 +214,18 @@ def decode_image(data: bytes, config: PreprocessConfig | None = None) -> Image.I
                     f"the limit is {config.max_pixels}",
                 )
             image.seek(0)
+            min_side = None if spec is None else spec.size * REDUCED_DECODE_FACTOR
+            if min_side is not None and image.format == "JPEG":
+                # "L": the JPEG's own luma, the same weights as convert("L") (ITU-R 601),
+                # without decoding the colour; only for the grey Fashion-MNIST path.
+                grey = spec is not None and spec.canonicalization == "fashion-mnist"
+                image.draft("L" if grey else None, (min_side, min_side))
             image.load()  # forces a full decode so truncated files fail here
             # In place: without EXIF rotation the default returns a copy (measured ~3% of a
             # 28x28 request's CPU for nothing).
             ImageOps.exif_transpose(image, in_place=True)
+            if min_side is not None:
+                image = reduce_early(image, min_side)
     except PreprocessingError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -214,6 +242,32 @@ def decode_image(data: bytes, config: PreprocessConfig | None = None) -> Image.I
         # Pillow reports truncated/corrupt data as OSError or SyntaxError depending on codec.
         raise PreprocessingError("corrupt_image", f"the image could not be decoded: {exc}") from exc
     return image
+
+
+# Modes Image.reduce cannot take, and what they become first (alpha kept). Pillow reduces
+# RGBA and LA premultiplied: a transparent black pixel does not darken its opaque neighbour,
+# so compositing onto white afterwards equals reducing the composited image (tested).
+_REDUCIBLE_AS = {"1": "L", "P": "RGBA", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I"}
+
+
+def reduce_early(image: Image.Image, min_side: int) -> Image.Image:
+    """Area-average ``image`` by the largest whole factor that keeps its shorter side >=
+    ``min_side`` (Pillow's reduce, in C); smaller images are returned as they are.
+
+    Done right after decoding, before transparency, colour and float conversions, which would
+    otherwise each allocate a full-size copy.
+    """
+    factor = min(image.size) // min_side
+    if factor < 2:
+        return image
+    if image.mode == "P" and "transparency" not in image.info:
+        image = image.convert("RGB")
+    elif image.mode in _REDUCIBLE_AS:
+        image = image.convert(_REDUCIBLE_AS[image.mode])
+    try:
+        return image.reduce(factor)
+    except ValueError:  # an exotic mode reduce() refuses: the later steps take it full size
+        return image
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
@@ -465,4 +519,4 @@ def preprocess_bytes(
     data: bytes, config: PreprocessConfig | None = None, spec: InputSpec = FASHION_MNIST_SPEC
 ) -> np.ndarray:
     """Uploaded bytes -> float32 [1, C, S, S], ready for the ONNX model."""
-    return to_model_input(preprocess_image(decode_image(data, config), config, spec), spec)
+    return to_model_input(preprocess_image(decode_image(data, config, spec), config, spec), spec)

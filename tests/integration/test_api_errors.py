@@ -78,7 +78,7 @@ def test_truncated_png(server: LiveServer, make_image: Callable[..., bytes], kee
 
 
 def test_too_many_pixels(server: LiveServer, make_image: Callable[..., bytes]) -> None:
-    bomb = png_claiming_size(8000, 6000, make_image)  # 48 MP > 40 MP, in ~70 bytes
+    bomb = png_claiming_size(8000, 6000, make_image)  # 48 MP > 16.8 MP, in ~70 bytes
     response = server.client().post("/v1/predict", files={"file": ("bomb.png", bomb)})
     body = assert_error(response, 413, "image_too_large")
     assert "8000x6000" in body["error"]["message"]

@@ -28,7 +28,7 @@ def test_defaults() -> None:
     assert s.verify_sha256 is True
     assert s.review_threshold is None  # the model card's review policy (inference/review.py)
     assert s.max_upload_bytes == 10 * 1024 * 1024
-    assert s.max_pixels == 40_000_000
+    assert s.max_pixels == 4096 * 4096  # a 16 MP photo (docs/security.md)
     assert s.max_batch_files == 64
     assert (s.max_batch_size, s.max_wait_ms, s.queue_size) == (32, 2.0, 1024)
     assert s.intra_op_threads == 1

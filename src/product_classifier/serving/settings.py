@@ -118,7 +118,12 @@ class ServeSettings(BaseSettings):
     max_batch_upload_bytes: int = Field(
         64 * MIB, ge=1, description="Largest accepted /v1/predict/batch request body."
     )
-    max_pixels: int = Field(40_000_000, ge=1, description="Largest accepted width x height.")
+    max_pixels: int = Field(
+        4096 * 4096,
+        ge=1,
+        description="Largest accepted width x height (preprocessing.DEFAULT_MAX_PIXELS: a 16 MP "
+        "photo; the memory one upload may take at it: docs/security.md).",
+    )
     max_batch_files: int = Field(64, ge=1, description="Most files per batch request.")
 
     max_batch_size: int = Field(
