@@ -15,7 +15,8 @@ part (balanced accuracy, and the review flag's rates under a policy chosen the w
 ``product-classifier review`` chooses it). The choice: the alpha with the best dev balanced
 accuracy among those whose validation accuracy is at least ``--min-val-accuracy`` (95.2%: the
 release's bar of 95.0% test accuracy, tests/model/test_release_model.py, with a margin for the
-difference between two samples of 6,000 and 10,000 images). No test image is read. ``--write`` saves it as a checkpoint that ``product-classifier export`` takes.
+difference between two samples of 6,000 and 10,000 images). No test image is read.
+``--write`` saves it as a checkpoint that ``product-classifier export`` takes.
 """
 
 from __future__ import annotations
@@ -79,8 +80,7 @@ def main() -> None:
     parser.add_argument("--evidence", type=Path)
     args = parser.parse_args()
 
-    from product_classifier.data.fashion_mnist import load_fashion_mnist
-    from product_classifier.data.split import stratified_split
+    from product_classifier.data.split import fashion_mnist_split
     from product_classifier.evaluation.review import LabelledProbs, choose_policy, review_metrics
     from product_classifier.export.review import labelled_folder
     from product_classifier.inference.predictor import softmax
@@ -88,12 +88,11 @@ def main() -> None:
     from product_classifier.training.trainer import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
-    data = ckpt["config"]["data"]
-    images, labels = load_fashion_mnist("train")
-    train_idx, val_idx = stratified_split(labels, data["val_fraction"], data["split_seed"])
+    split = fashion_mnist_split(ckpt["config"]["data"])
     rng = np.random.default_rng(0)
-    calib = torch.from_numpy(to_model_input(images[rng.choice(train_idx, 8192, replace=False)]))
-    val_x, val_y = to_model_input(images[val_idx]), labels[val_idx]
+    calib_idx = rng.choice(split.train_idx, 8192, replace=False)
+    calib = torch.from_numpy(to_model_input(split.images[calib_idx]))
+    val_x, val_y = to_model_input(split.val_images), split.val_labels
     start = released_start(ckpt, calib)
     model, _ = model_from_checkpoint(args.checkpoint)
     tuned = {k: v.clone() for k, v in model.state_dict().items()}

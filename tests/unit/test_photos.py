@@ -115,3 +115,15 @@ def test_save_photos(tmp_path) -> None:  # type: ignore[no-untyped-def]
     paths = ph.save_photos(photos, tmp_path / "out")
     assert [p.read_bytes() for p in paths] == [p.data for p in photos]
     assert all("/" not in p.name.replace(" ", "") for p in paths)
+
+
+def test_validation_renders_say_so_and_only_two_splits_exist() -> None:
+    """Renders of validation images (what preprocessing is tuned on) are named apart from the
+    test renders (what a release reports), and no third split is accepted."""
+    images, labels = fake_dataset(10)
+    val = ph.build_photo_set(images, labels, n=3, seed=0, split="val")
+    test = ph.build_photo_set(images, labels, n=3, seed=0)
+    assert all(p.filename.startswith("val") for p in val)
+    assert all(p.filename.startswith("test") for p in test)
+    with pytest.raises(ValueError, match="split"):
+        ph.split_images("train", "artifacts/model.onnx")  # type: ignore[arg-type]

@@ -28,7 +28,13 @@ def evaluate(
         "instead of the model's own test split, e.g. held-out pictures from other sources.",
     ),
     photos: bool = typer.Option(
-        False, "--photos", help="Score test images rendered as shop photos vs the raw images."
+        False, "--photos", help="Score images rendered as shop photos vs the raw images."
+    ),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="val or test. Default: test for the model's metrics (a release's report), val for "
+        "--photos (what preprocessing is tuned on; choices are never made on test images).",
     ),
     n: int = typer.Option(2000, "--n", min=1, max=10000, help="--photos: how many photos."),
     seed: int = typer.Option(0, "--seed", help="--photos: which photos (deterministic)."),
@@ -47,19 +53,25 @@ def evaluate(
     if not model.exists():
         typer.secho(f"model file not found: {model}", fg="red", err=True)
         raise typer.Exit(2)
+    if split not in (None, "val", "test"):
+        typer.secho(f"--split must be val or test, got {split!r}", fg="red", err=True)
+        raise typer.Exit(2)
     if photos:
-        _evaluate_photos(model, n, seed, url, api_key, data_dir, save_photos)
+        _evaluate_photos(model, n, seed, url, api_key, data_dir, save_photos, split or "val")
         return
+    split = split or "test"
     from product_classifier.data.folder import FolderDataError
     from product_classifier.evaluation.evaluate import evaluate_model
     from product_classifier.evaluation.report import write_evaluation_report
 
     try:
-        metrics, _, _ = evaluate_model(model, data_dir=data_dir, folder=data, progress=True)
+        metrics, _, _ = evaluate_model(
+            model, data_dir=data_dir, split=split, folder=data, progress=True
+        )
     except (FolderDataError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
-    where = f"the pictures in {data}" if data is not None else "its test split"
+    where = f"the pictures in {data}" if data is not None else f"its {split} split"
     paths = write_evaluation_report(metrics, out_dir, title=f"Evaluation of {model} on {where}")
     _print_per_class(metrics)
     typer.echo(
@@ -92,6 +104,7 @@ def _evaluate_photos(
     api_key: str | None,
     data_dir: Path | None,
     save_dir: Path | None,
+    split: str,
 ) -> None:
     """Accuracy on rendered shop photos (through ``url`` or in-process) vs the raw images."""
     if model.suffix != ".onnx":
@@ -101,11 +114,18 @@ def _evaluate_photos(
 
     try:
         result = evaluate_photos(
-            model, n=n, seed=seed, url=url, api_key=api_key, data_dir=data_dir, save_dir=save_dir
+            model,
+            n=n,
+            seed=seed,
+            url=url,
+            api_key=api_key,
+            data_dir=data_dir,
+            save_dir=save_dir,
+            split="test" if split == "test" else "val",
         )
-    except RuntimeError as exc:  # the service refused or failed a request
+    except (RuntimeError, ValueError) as exc:  # the service failed a request; n > the split
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
     where = f"through {url}" if url else "in-process (the service's preprocessing)"
-    typer.echo(f"shop photos, {where}:")
+    typer.echo(f"shop photos of the {split} split, {where}:")
     typer.echo(result.summary())

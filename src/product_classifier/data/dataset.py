@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from product_classifier.constants import CLASS_NAMES
-from product_classifier.data.split import stratified_split, stratified_subset
+from product_classifier.data.split import fashion_mnist_split, stratified_subset
 from product_classifier.preprocessing import (
     FASHION_MNIST_SPEC,
     InputSpec,
@@ -106,11 +106,13 @@ def _fashion_mnist_part(
     images: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     if "train" in wanted or "val" in wanted:
-        x, y = load_fashion_mnist("train", data_dir=data.data_dir)
-        train_idx, val_idx = stratified_split(y, data.val_fraction, data.split_seed)
-        for split, idx in (("train", train_idx), ("val", val_idx)):
+        # The same function every held-out choice reads its validation images from.
+        part = fashion_mnist_split(
+            {"val_fraction": data.val_fraction, "split_seed": data.split_seed}, data.data_dir
+        )
+        for split, idx in (("train", part.train_idx), ("val", part.val_idx)):
             if split in wanted:
-                images[split], labels[split] = x[idx], y[idx].astype(np.int64)
+                images[split], labels[split] = part.images[idx], part.labels[idx].astype(np.int64)
     if "test" in wanted:
         x, y = load_fashion_mnist("test", data_dir=data.data_dir)
         images["test"], labels["test"] = x, y.astype(np.int64)

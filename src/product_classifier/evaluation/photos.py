@@ -1,11 +1,15 @@
-"""Fashion-MNIST test images re-rendered as shop photos, to measure the service on real uploads.
+"""Fashion-MNIST images re-rendered as shop photos, to measure the service on real uploads.
 
 The model is only ever trained on 28x28 bright-on-black crops, but a shop sends catalogue
 photos: a large, dark-on-white, coloured product placed somewhere on a white page, slightly
-tilted, compressed as JPEG/PNG/WebP. :func:`render_photo` turns one test image into such a
+tilted, compressed as JPEG/PNG/WebP. :func:`render_photo` turns one image into such a
 photo; :func:`build_photo_set` does it for a deterministic subset. Comparing the accuracy on the
 photos (decoded by the shared preprocessing, in-process or through the HTTP API) with the
 accuracy on the very same raw images measures what preprocessing loses — the model is the same.
+
+Which images: renders of the **validation** split (``split="val"``, the released model's
+held-out training images) are what preprocessing choices are made on
+(``scripts/preprocessing_sweep.py``); renders of the **test** split only report a release.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -57,18 +62,19 @@ class PhotoStyle:
 class Photo:
     """One rendered photo and where it came from."""
 
-    index: int  # position in the Fashion-MNIST test set
+    index: int  # position in its split's images (the test set, or the validation split)
     label: int
     data: bytes
     format: str
     size: tuple[int, int]  # (width, height) of the photo
     rotation_deg: float
     colour: tuple[int, int, int]
+    split: str = "test"
 
     @property
     def filename(self) -> str:
         ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[self.format]
-        return f"test{self.index:05d}_{CLASS_NAMES[self.label].replace('/', '-')}.{ext}"
+        return f"{self.split}{self.index:05d}_{CLASS_NAMES[self.label].replace('/', '-')}.{ext}"
 
 
 def render_photo(
@@ -119,7 +125,8 @@ def render_photo(
 
 
 def photo_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` distinct test indices, drawn by ``seed``, sorted (the same for photos and raw).
+    """``n`` distinct indices into ``labels``, drawn by ``seed``, sorted (the same for photos
+    and raw).
 
     Nested: the first ``n`` of one permutation, so the 1000-photo set is part of the 2000 one.
     """
@@ -135,8 +142,10 @@ def build_photo_set(
     n: int = 2000,
     seed: int = 0,
     style: PhotoStyle | None = None,
+    split: str = "test",
 ) -> list[Photo]:
-    """Render ``n`` test images as photos; the same ``seed`` gives byte-identical photos."""
+    """Render ``n`` of ``images`` (of ``split``) as photos; the same ``seed`` gives
+    byte-identical photos."""
     indices = photo_subset(labels, n, seed)
     photos = []
     for index in indices:
@@ -152,6 +161,7 @@ def build_photo_set(
                 size=params["size"],  # type: ignore[arg-type]
                 rotation_deg=float(params["rotation_deg"]),  # type: ignore[arg-type]
                 colour=params["colour"],  # type: ignore[arg-type]
+                split=split,
             )
         )
     return photos
@@ -175,7 +185,7 @@ PredictFn = Callable[[Sequence[bytes]], list[int | None]]  # None: the upload wa
 
 @dataclass
 class PhotoEvaluation:
-    """Photo accuracy vs raw-image accuracy on the same test subset."""
+    """Photo accuracy vs raw-image accuracy on the same subset of one split."""
 
     n: int
     raw_accuracy: float
@@ -305,6 +315,29 @@ def http_photo_predictor(
     return predict
 
 
+PhotoSplit = Literal["val", "test"]
+
+
+def split_images(
+    split: PhotoSplit, model_path: str | Path, data_dir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images, labels) of ``split``: the 10k test set, or the validation split of the
+    model's card (the images it held out; what preprocessing choices are made on)."""
+    if split == "test":
+        from product_classifier.data.fashion_mnist import load_fashion_mnist
+
+        return load_fashion_mnist("test", data_dir=data_dir)
+    if split != "val":
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    from product_classifier.data.split import fashion_mnist_split
+    from product_classifier.inference.model_card import default_card_path, load_model_card
+
+    card_path = default_card_path(Path(model_path))
+    card = load_model_card(card_path) if card_path.is_file() else {}
+    part = fashion_mnist_split(card.get("config", {}).get("data"), data_dir)
+    return part.val_images, part.val_labels
+
+
 def evaluate_photos(
     model_path: str | Path,
     n: int = 2000,
@@ -313,14 +346,17 @@ def evaluate_photos(
     api_key: str | None = None,
     data_dir: Path | None = None,
     save_dir: Path | None = None,
+    split: PhotoSplit = "val",
 ) -> PhotoEvaluation:
-    """Render ``n`` test photos, classify them (through ``url`` or in-process) and compare with
-    the raw test images of the same subset, classified in-process by ``model_path``."""
-    from product_classifier.data.fashion_mnist import load_fashion_mnist
+    """Render ``n`` photos of ``split``, classify them (through ``url`` or in-process) and
+    compare with the raw images of the same subset, classified in-process by ``model_path``.
+
+    The default is the validation split: this is the tool preprocessing is tuned with, and
+    test images are for reporting a release (``split="test"``)."""
     from product_classifier.evaluation.evaluate import onnx_logits
 
-    images, labels = load_fashion_mnist("test", data_dir=data_dir)
-    photos = build_photo_set(images, labels, n=n, seed=seed)
+    images, labels = split_images(split, model_path, data_dir)
+    photos = build_photo_set(images, labels, n=n, seed=seed, split=split)
     if save_dir is not None:
         save_photos(photos, save_dir)
     indices = np.array([p.index for p in photos])

@@ -120,7 +120,7 @@ def build_cascade(
 ) -> dict[str, Any]:
     """Export + quantise the student, choose the threshold, gate, record. Returns the entry."""
     from product_classifier.data.fashion_mnist import load_fashion_mnist
-    from product_classifier.data.split import stratified_split
+    from product_classifier.data.split import fashion_mnist_split
     from product_classifier.export.onnx_export import export_onnx
     from product_classifier.export.quantize import quantize_model
     from product_classifier.inference.model_card import load_model_card
@@ -146,12 +146,11 @@ def build_cascade(
         candidate = out.with_name(out.name + ".candidate")
         quantized = quantize_model(fp32, candidate, data_dir=data_dir)
 
-    images, labels = load_fashion_mnist("train", data_dir=data_dir)
-    _, val_idx = stratified_split(labels, *split)
+    val = fashion_mnist_split(data_cfg, data_dir)
     test_images, test_labels = load_fashion_mnist("test", data_dir=data_dir)
-    val_first = _probabilities(candidate, images[val_idx])
-    val_second = _probabilities(second, images[val_idx])
-    choice = choose_threshold(val_first, val_second, labels[val_idx])
+    val_first = _probabilities(candidate, val.val_images)
+    val_second = _probabilities(second, val.val_images)
+    choice = choose_threshold(val_first, val_second, val.val_labels)
 
     test_first = _probabilities(candidate, test_images)
     test_second = _probabilities(second, test_images)
@@ -186,7 +185,7 @@ def build_cascade(
             "test_metrics_alone": _summary(first_metrics),
         },
         "validation": {
-            "images": len(val_idx),
+            "images": len(val.val_idx),
             "second_stage": choice.reference,
             "grid": choice.grid,
         },

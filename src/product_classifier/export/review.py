@@ -91,15 +91,13 @@ def labelled_metrics(
 def validation_split(
     card: dict[str, Any], data_dir: Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The released model's validation images (Fashion-MNIST train, the card's split)."""
-    from product_classifier.data.fashion_mnist import load_fashion_mnist
-    from product_classifier.data.split import stratified_split
+    """The released model's validation images (Fashion-MNIST train, the card's split), as
+    model input, and their labels."""
+    from product_classifier.data.split import fashion_mnist_split
     from product_classifier.preprocessing import to_model_input
 
-    data = card.get("config", {}).get("data", {})
-    images, labels = load_fashion_mnist("train", data_dir=data_dir)
-    _, val_idx = stratified_split(labels, data.get("val_fraction", 0.1), data.get("split_seed", 42))
-    return to_model_input(images[val_idx]), labels[val_idx]
+    split = fashion_mnist_split(card.get("config", {}).get("data"), data_dir)
+    return to_model_input(split.val_images), split.val_labels
 
 
 def choose_review(
