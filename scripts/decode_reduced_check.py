@@ -13,7 +13,8 @@ it scores the served default (the cascade the card describes) on
   accuracy is over the categories, as ``export/review.py`` reports it);
 
 and times decode + preprocess of one 600x600 catalog JPEG (the load test's recipe, built from
-a validation image) with ``timeit``, best of 7 repeats, both paths in the same process.
+a validation image) with ``timeit``, best of 7 repeats, every path in the same process, then
+1200, 2400 and 4000 px squares with the module's factor against the full decode.
 The factor whose accuracy stays within 0.2 pp of the full decode on both sets is the one the
 module uses; the JSON records every figure.
 """
@@ -138,21 +139,35 @@ def main() -> None:
         results[name] = {"images": len(datas), **rows}
         print(name, json.dumps(results[name], indent=1))
 
-    jpeg = catalog_jpeg(images[int(np.flatnonzero(labels == 0)[0])])
+    item = images[int(np.flatnonzero(labels == 0)[0])]
+    jpeg = catalog_jpeg(item)
     timing: dict[str, float] = {}
     for factor in factors:
         run = preprocess(factor)
         best = min(timeit.repeat(lambda run=run: run(jpeg), number=200, repeat=7)) / 200
         timing["full" if factor is None else f"factor_{factor}"] = best * 1000.0
-    pp.REDUCED_DECODE_FACTOR = original_factor
     results["decode_preprocess_ms_600x600_jpeg"] = timing
     results["speedup_vs_full"] = {k: timing["full"] / v for k, v in timing.items()}
     print(json.dumps(results["decode_preprocess_ms_600x600_jpeg"], indent=1))
+    # Larger catalog photos, the module's factor against the full decode.
+    by_size: dict[str, dict[str, float]] = {}
+    for side in (1200, 2400, 4000):
+        big = catalog_jpeg(item, side)
+        row = {}
+        for name, factor in (("full", None), ("reduced", original_factor)):
+            run = preprocess(factor)
+            best = min(timeit.repeat(lambda run=run, big=big: run(big), number=5, repeat=5)) / 5
+            row[name] = best * 1000.0
+        by_size[f"{side}x{side}"] = row
+    pp.REDUCED_DECODE_FACTOR = original_factor
+    results[f"decode_preprocess_ms_by_size_factor_{original_factor}"] = by_size
+    print(json.dumps(by_size, indent=1))
     results["setup"] = {
         "command": "scripts/decode_reduced_check.py " + f"--n {args.n} --factors {args.factors}",
         "model": "the served cascade of artifacts/model.int8.onnx",
         "validation_renders": f"{args.n} validation images (card split) rendered, seed 0",
-        "timing": "timeit, best of 7 x 200 calls, one 600x600 RGB JPEG (quality 90)",
+        "timing": "timeit, best of 7 x 200 calls, one 600x600 RGB JPEG (quality 90); "
+        "larger sizes best of 5 x 5 calls",
         "python": platform.python_version(),
         "pillow": Image.__version__,
     }

@@ -197,3 +197,25 @@ def test_dead_workers_are_reaped(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"counter_{dead.pid}.db", f"gauge_livesum_{me}.db", f"histogram_{me}.db"]
     )
+
+
+def test_cascade_stage_counts_add_up_across_workers(tmp_path: Path) -> None:
+    """cascade_images_total{stage} in multiprocess mode (several uvicorn workers): each worker
+    writes its own file and a scrape reports the sum per stage."""
+    code = (
+        "import sys\n"
+        "from product_classifier.serving.metrics import ServiceMetrics\n"
+        "m = ServiceMetrics()\n"
+        "if sys.argv[1] == 'work':\n"
+        "    m.observe_cascade(3, 1)\n"
+        "    m.observe_cascade(2, 0)\n"
+        "else:\n"
+        "    print(m.render().decode())\n"
+    )
+    env = {**os.environ, mp.MULTIPROC_ENV: str(tmp_path)}
+    for _ in range(2):  # two workers
+        subprocess.run([sys.executable, "-c", code, "work"], env=env, check=True, timeout=60)
+    scrape = [sys.executable, "-c", code, "scrape"]
+    done = subprocess.run(scrape, env=env, check=True, timeout=60, text=True, capture_output=True)
+    assert 'cascade_images_total{stage="student"} 10.0' in done.stdout
+    assert 'cascade_images_total{stage="full"} 2.0' in done.stdout

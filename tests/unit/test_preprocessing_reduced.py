@@ -154,3 +154,26 @@ def test_the_pixel_limit_is_sized_for_product_photos() -> None:
     with pytest.raises(PreprocessingError) as info:
         decode_image(buf.getvalue(), PreprocessConfig(), FASHION_MNIST_SPEC)
     assert info.value.code == "image_too_large"
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "RGB", "L", "P", "I;16", "CMYK", "1"])
+def test_reducing_in_bands_equals_one_reduce(mode: str) -> None:
+    """reduce_early works band by band (so no full-size converted copy exists); the result
+    must be exactly one reduce of the whole (converted) image, odd sizes included."""
+    rng = np.random.default_rng(0)
+    rgba = Image.fromarray(rng.integers(0, 256, (1501, 1303, 4), dtype=np.uint8), "RGBA")
+    if mode == "P":
+        image = rgba.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE)
+        whole = image.convert("RGB").reduce(3)
+    elif mode == "I;16":
+        image = Image.fromarray(np.asarray(rgba)[..., 0].astype(np.uint16) * 257)
+        whole = image.convert("I").reduce(3)
+    elif mode == "1":
+        image = rgba.convert("1")
+        whole = image.convert("L").reduce(3)
+    else:
+        image = rgba.convert(mode)
+        whole = image.reduce(3)
+    banded = reduce_early(image, 400)  # 1303 // 400 = 3
+    assert banded.mode == whole.mode and banded.size == whole.size == (435, 501)
+    np.testing.assert_array_equal(np.asarray(banded), np.asarray(whole))
