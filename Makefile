@@ -36,10 +36,17 @@ serve: install-serve  ## Start the API on the released model at http://$(HOST):$
 
 test: install  ## The whole test suite (what CI runs): tests/ and the notebooks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(BIN)/python -m pytest --nbmake notebooks -q -p no:cacheprovider
+	$(MAKE) --no-print-directory test-notebooks
 
-test-notebooks: install  ## Execute the notebooks (nbmake)
-	$(BIN)/python -m pytest --nbmake notebooks -q -p no:cacheprovider
+# The notebooks are jupytext sources (notebooks/*.py, py:percent): jupytext writes their .ipynb
+# form under build/ (git-ignored) and nbmake executes it.
+test-notebooks: install  ## Execute the notebooks (jupytext sources -> .ipynb -> nbmake)
+	rm -rf build/notebooks && mkdir -p build/notebooks
+	for nb in notebooks/*.py; do \
+		$(BIN)/jupytext --quiet --to ipynb -o build/notebooks/$$(basename $$nb .py).ipynb $$nb \
+			|| exit 1; \
+	done
+	$(BIN)/python -m pytest --nbmake build/notebooks -q -p no:cacheprovider
 
 test-fast: install  ## Unit tests only
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
