@@ -113,6 +113,9 @@ class DistillConfig(StrictModel):
     """Knowledge distillation (Hinton et al. 2015) from a trained teacher checkpoint."""
 
     teacher_checkpoint: Path
+    # The teacher is loaded as plain data (torch.load weights_only=True). true also allows
+    # pickled Python objects in it, which can run code: only for a file you trust.
+    trust_checkpoint: bool = False
     alpha: float = Field(0.7, ge=0, le=1)  # weight of the teacher's soft targets
     temperature: float = Field(4.0, gt=0)
 

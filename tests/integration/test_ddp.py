@@ -84,7 +84,7 @@ def test_cli_train_under_torchrun_runs_both_ranks_and_writes_one_checkpoint(
         "last.pt",
     ]
     assert not (tmp_path / "runs").exists()
-    ckpt = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
     assert ckpt["world_size"] == 2
     assert len(ckpt["history"]) == 1
     # Each rank trained on half of the 2% subset: ~1080 images / 2 ranks / batch 128 = 4 steps.

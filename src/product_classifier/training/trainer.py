@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import math
 import os
+import pickle  # nosec B403
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -233,18 +234,42 @@ def _atomic_save(obj: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    # Checkpoints are this trainer's own files (their config objects need pickle), never
-    # uploads: do not load one from an untrusted source (bandit B614).
-    ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)  # nosec B614
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: unsupported checkpoint format {ckpt.get('format')!r}")
+class UntrustedCheckpointError(ValueError):
+    """A checkpoint needs full unpickling (which can run any code) and was not trusted."""
+
+
+def load_checkpoint(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
+    """A checkpoint as plain data: ``torch.load(weights_only=True)``, which unpickles only
+    tensors, containers and primitives, so a crafted file cannot run code.
+
+    This trainer's checkpoints are such data (the config is stored as a JSON-like dict).
+    ``trusted=True`` (``train.distill.trust_checkpoint``) allows a file that also holds other
+    pickled Python objects, e.g. one written by another tool; only for files you trust.
+    """
+    try:
+        ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not trusted:
+            raise UntrustedCheckpointError(
+                f"{path}: refused: not a weights-only checkpoint (it holds pickled Python "
+                "objects, which can run code when loaded, or is no checkpoint at all). Only "
+                "if you made it or trust where it came from, allow it explicitly "
+                "(train.distill.trust_checkpoint: true for a teacher); docs/security.md"
+            ) from None
+        # The caller vouched for this file (the documented trust switch).
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)  # nosec B614
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: unsupported checkpoint format {found!r}")
     return ckpt
 
 
-def model_from_checkpoint(path: str | Path, use_ema: bool = True) -> tuple[nn.Module, dict]:
-    """Rebuild the architecture from the checkpoint's own description and load its weights."""
-    ckpt = load_checkpoint(path)
+def model_from_checkpoint(
+    path: str | Path, use_ema: bool = True, *, trusted: bool = False
+) -> tuple[nn.Module, dict]:
+    """Rebuild the architecture from the checkpoint's own description and load its weights
+    (``trusted``: see :func:`load_checkpoint`)."""
+    ckpt = load_checkpoint(path, trusted=trusted)
     params = dict(ckpt["model"]["params"])
     params.pop("pretrained", None)  # the weights come from the checkpoint, not a download
     model = create_model(ckpt["model"]["name"], **params)
@@ -370,7 +395,9 @@ def train(
     }
     teacher: nn.Module | None = None
     if tc.distill is not None:
-        teacher, _ = model_from_checkpoint(tc.distill.teacher_checkpoint)
+        teacher, _ = model_from_checkpoint(
+            tc.distill.teacher_checkpoint, trusted=tc.distill.trust_checkpoint
+        )
         teacher = teacher.to(device)
         if device.type == "cuda":
             teacher = teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
