@@ -186,16 +186,17 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("_no_env")
 def test_service_defaults_to_the_int8_cascade(monkeypatch: pytest.MonkeyPatch) -> None:
+    from product_classifier.released import RELEASE_DIR  # artifacts/, through the package
     from product_classifier.serving.settings import load_settings
 
     default = load_settings()
     assert default.model_variant == "cascade"  # the INT8 model behind its first stage
-    assert default.model_path == Path("artifacts/model.int8.onnx")
-    assert load_settings(model_variant="int8").model_path == Path("artifacts/model.int8.onnx")
-    assert default.card_path == Path("artifacts/model_card.json")  # one card for both files
-    assert load_settings(model_variant="fp32").model_path == Path("artifacts/model.onnx")
+    assert default.model_path == RELEASE_DIR / "model.int8.onnx"
+    assert load_settings(model_variant="int8").model_path == RELEASE_DIR / "model.int8.onnx"
+    assert default.card_path == RELEASE_DIR / "model_card.json"  # one card for both files
+    assert load_settings(model_variant="fp32").model_path == RELEASE_DIR / "model.onnx"
     monkeypatch.setenv("PRODUCT_CLASSIFIER_MODEL_VARIANT", "fp32")
-    assert load_settings().model_path == Path("artifacts/model.onnx")
+    assert load_settings().model_path == RELEASE_DIR / "model.onnx"
     # An explicit path always wins over the variant.
     explicit = load_settings(model_path=Path("/models/m.onnx"), model_variant="int8")
     assert explicit.model_path == Path("/models/m.onnx")

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from product_classifier.cli.main import app as cli_app
+from product_classifier.released import RELEASE_DIR
 from product_classifier.serving.settings import ServeSettings, SettingsError, load_settings
 
 
@@ -23,8 +24,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults() -> None:
     s = load_settings()
     assert (s.host, s.port, s.workers) == ("127.0.0.1", 8000, 0)  # 0: one per core
-    assert s.model_path == Path("artifacts/model.int8.onnx")  # INT8 is the default variant
-    assert s.card_path == Path("artifacts/model_card.json")
+    # The released files through the package (released.py), whatever the working directory.
+    assert s.model_path == RELEASE_DIR / "model.int8.onnx"  # INT8 behind the cascade's student
+    assert s.model_path.is_absolute() and s.model_path.is_file()
+    assert s.card_path == RELEASE_DIR / "model_card.json"
     assert s.verify_sha256 is True
     assert s.review_threshold is None  # the model card's review policy (inference/review.py)
     assert s.max_upload_bytes == 10 * 1024 * 1024

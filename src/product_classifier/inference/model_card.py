@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from product_classifier.inference.cascade import CascadePredictor
 from product_classifier.inference.errors import ModelLoadError
+from product_classifier.released import missing_model_message
 
 if TYPE_CHECKING:  # the predictor module imports onnxruntime; keep this one light
     from product_classifier.inference.predictor import OnnxPredictor, PredictorOptions
@@ -73,7 +74,7 @@ def verify_sha256(model_path: str | Path, card: dict[str, Any], card_path: str |
             f"{model_path} against"
         )
     if not model_path.is_file():
-        raise ModelLoadError(f"model file not found: {model_path}")
+        raise ModelLoadError(missing_model_message(model_path))
     actual = sha256_file(model_path)
     if actual != expected.lower():
         raise ModelLoadError(
@@ -118,7 +119,7 @@ def check_model_files(
     model_path = Path(model_path)
     card_file = Path(card_path) if card_path is not None else default_card_path(model_path)
     if not model_path.is_file():
-        raise ModelLoadError(f"model file not found: {model_path}")
+        raise ModelLoadError(missing_model_message(model_path))
     if verify:
         card = load_model_card(card_file)
         return card, card_file, verify_sha256(model_path, card, card_file)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from product_classifier.released import RELEASE_DIR
 from product_classifier.resources import usable_cores  # affinity capped by the cgroup quota
 
 ENV_PREFIX = "PRODUCT_CLASSIFIER_"
@@ -34,11 +35,12 @@ PRIVATE_NETWORKS = (
     "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
 )  # fmt: skip
 
-# The released files (one model card describes both; see inference/model_card.py).
+# The released files (one model card describes both; see inference/model_card.py), found
+# through the package, never the working directory (released.py).
 MODEL_VARIANTS = {
-    "cascade": Path("artifacts/model.int8.onnx"),  # + the card's first stage
-    "int8": Path("artifacts/model.int8.onnx"),
-    "fp32": Path("artifacts/model.onnx"),
+    "cascade": RELEASE_DIR / "model.int8.onnx",  # + the card's first stage
+    "int8": RELEASE_DIR / "model.int8.onnx",
+    "fp32": RELEASE_DIR / "model.onnx",
 }
 
 # Auto-sized servers stop here: past a few processes, memory grows faster than throughput.
