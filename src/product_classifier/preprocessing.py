@@ -229,7 +229,10 @@ def decode_image(
     except PreprocessingError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PreprocessingError("image_too_large", f"decompression bomb refused: {exc}") from exc
+        # Messages name the problem, not the decoder's words (they reach API clients).
+        raise PreprocessingError(
+            "image_too_large", "the image has too many pixels to decode safely"
+        ) from exc
     except Image.UnidentifiedImageError as exc:
         if _has_image_signature(data):
             # Pillow could not even identify it, but the signature says it is an image: a
@@ -240,7 +243,9 @@ def decode_image(
         raise PreprocessingError("not_an_image", "the file is not a recognised image") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncated/corrupt data as OSError or SyntaxError depending on codec.
-        raise PreprocessingError("corrupt_image", f"the image could not be decoded: {exc}") from exc
+        raise PreprocessingError(
+            "corrupt_image", "the image is truncated or damaged and cannot be decoded"
+        ) from exc
     return image
 
 

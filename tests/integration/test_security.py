@@ -207,3 +207,46 @@ def test_filenames_are_only_echoed_and_sanitised(server: LiveServer) -> None:
     assert echoed[6] is None
     # Nothing named after the upload exists anywhere the server could have written it.
     assert _files_named(token, Path(tempfile.gettempdir()), REPO_ROOT) == []
+
+
+def test_metrics_by_default_refuse_forwarded_requests(server: LiveServer) -> None:
+    """A reverse proxy on the same host makes every client look like 127.0.0.1: a request
+    that says it was forwarded, by a proxy nobody configured as trusted, is refused."""
+    client = server.client()
+    assert client.get("/metrics").status_code == 200
+    for header, value in (("X-Forwarded-For", "203.0.113.9"), ("Forwarded", "for=127.0.0.1")):
+        refused = client.get("/metrics", headers={header: value})
+        assert refused.status_code == 403, (header, refused.text)
+        assert refused.json()["error"]["code"] == "forbidden"
+
+
+def test_metrics_follow_the_client_a_trusted_proxy_names(
+    server_factory: Callable[..., LiveServer], contract_model: Path
+) -> None:
+    """Here the test client plays the proxy (127.0.0.1) and a scraper on 10.0.0.0/8."""
+    proxied = server_factory(
+        contract_model,
+        {
+            "PRODUCT_CLASSIFIER_TRUSTED_PROXIES": "127.0.0.1/32",
+            "PRODUCT_CLASSIFIER_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8",
+        },
+    )
+    client = proxied.client()
+    allowed = [
+        {"X-Forwarded-For": "10.1.2.3"},
+        {"Forwarded": 'for="10.1.2.3:5000";proto=http'},
+    ]
+    refused = [
+        {},  # the proxy itself is not the scraper's network
+        {"X-Forwarded-For": "203.0.113.9"},
+        {"X-Forwarded-For": "10.1.2.3, 203.0.113.9"},  # the client wrote the first entry
+        {"Forwarded": "for=_hidden"},
+        {"Forwarded": "for=10.1.2.3", "X-Forwarded-For": "203.0.113.9"},
+    ]
+    for headers in allowed:
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 200, (headers, response.text)
+        assert "http_requests_total" in response.text
+    for headers in refused:
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 403, (headers, response.text)

@@ -115,11 +115,14 @@ def _scope(host: str | None, auth: bytes | None = None) -> dict[str, object]:
     ("host", "allowed"),
     [
         ("127.0.0.1", True),
-        ("10.1.2.3", True),
-        ("172.20.0.5", True),
-        ("192.168.1.1", True),
+        ("127.8.9.10", True),
         ("::1", True),
-        ("::ffff:10.0.0.7", True),  # IPv4-mapped on a dual-stack socket
+        ("::ffff:127.0.0.1", True),  # IPv4-mapped on a dual-stack socket
+        # Private ranges are no proof of an insider (a proxy or an address-rewriting load
+        # balancer is private too): a deployment names its scraper's network.
+        ("10.1.2.3", False),
+        ("172.20.0.5", False),
+        ("192.168.1.1", False),
         ("8.8.8.8", False),
         ("172.32.0.1", False),
         ("testclient", False),  # not an address: refused, not a crash
@@ -127,9 +130,9 @@ def _scope(host: str | None, auth: bytes | None = None) -> dict[str, object]:
     ],
 )
 def test_default_networks(host: str | None, allowed: bool) -> None:
-    from product_classifier.serving.settings import PRIVATE_NETWORKS
+    from product_classifier.serving.settings import ServeSettings
 
-    access = MetricsAccess(list(PRIVATE_NETWORKS), None)
+    access = MetricsAccess(ServeSettings().metrics_allowed_networks, None)
     denied = access.check(_scope(host))
     assert (denied is None) is allowed
     if not allowed:
@@ -171,13 +174,49 @@ def test_several_workers_get_a_fresh_directory() -> None:
     assert mp.prepare_multiprocess_dir(4, enabled=False, environ={}) is None
 
 
-def test_operator_directory_is_created_and_emptied_of_stale_files(tmp_path: Path) -> None:
-    path = tmp_path / "metrics"
-    assert mp.prepare_multiprocess_dir(1, environ={mp.MULTIPROC_ENV: str(path)}) == path
-    (path / "counter_123.db").write_bytes(b"stale")
-    (path / "keep.txt").write_text("not ours")
-    assert mp.prepare_multiprocess_dir(2, environ={mp.MULTIPROC_ENV: str(path)}) == path
-    assert sorted(p.name for p in path.iterdir()) == ["keep.txt"]
+def test_operator_directory_gets_a_fresh_subdirectory_and_keeps_its_files(
+    tmp_path: Path,
+) -> None:
+    """Nothing the service did not create is deleted: the operator's directory may hold
+    another service's live metrics (prometheus_client's *.db names say nothing of whose)."""
+    parent = tmp_path / "metrics"
+    env = {mp.MULTIPROC_ENV: str(parent)}
+    first = mp.prepare_multiprocess_dir(1, environ=env)
+    assert first is not None and first.parent == parent and parent.is_dir()
+    assert env[mp.MULTIPROC_ENV] == str(first)  # the workers write to the run's own dir
+    assert (first.stat().st_mode & 0o777) == 0o700
+    foreign = {"counter_123.db": b"another service", "keep.txt": b"not ours"}
+    for name, data in foreign.items():
+        (parent / name).write_bytes(data)
+    (parent / "product-classifier-other").mkdir()  # our prefix, but no owner file: kept
+    second = mp.prepare_multiprocess_dir(2, environ={mp.MULTIPROC_ENV: str(parent)})
+    assert (
+        second is not None
+        and second != first
+        and not any(p.suffix == ".db" for p in second.iterdir())
+    )
+    assert {name: (parent / name).read_bytes() for name in foreign} == foreign
+    assert (parent / "product-classifier-other").is_dir()
+    assert first.is_dir()  # this process, its owner, is alive
+
+
+def test_a_killed_runs_directory_is_removed_at_the_next_start(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = tmp_path / f"{mp.RUN_DIR_PREFIX}{dead.pid}-x"
+    leftover.mkdir()
+    (leftover / mp.OWNER_FILE).write_text(f"{dead.pid}\n")
+    (leftover / f"counter_{dead.pid}.db").write_bytes(b"stale")
+    path = mp.prepare_multiprocess_dir(2, environ={mp.MULTIPROC_ENV: str(tmp_path)})
+    assert path is not None and path.is_dir()
+    assert not leftover.exists()
+
+
+def test_an_unusable_operator_directory_fails_with_its_name(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("a file, not a directory")
+    with pytest.raises(OSError, match=f"{mp.MULTIPROC_ENV}=.*file.*writable directory"):
+        mp.prepare_multiprocess_dir(2, environ={mp.MULTIPROC_ENV: str(blocked)})
 
 
 def test_dead_workers_are_reaped(tmp_path: Path) -> None:

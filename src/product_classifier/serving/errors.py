@@ -2,12 +2,19 @@
 
 ``code`` is stable and machine-readable; ``message`` is for humans. FastAPI's own errors
 (validation, 404, 405, multipart parsing) are reshaped into the same format.
+
+A message is written by this service, never an exception's text: the multipart parser's and
+Starlette's words are replaced by fixed sentences per code (they name parser internals), and
+anything unexpected is a 500 ``internal_error`` with a generic message and the request id, the
+exception itself going to the log only.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,6 +36,17 @@ _STATUS_CODES = {
     422: "validation_error",
     503: "service_unavailable",
 }
+
+# What a client reads for Starlette's own HTTPExceptions (their detail is not passed on).
+_STATUS_MESSAGES = {
+    404: "no such endpoint; see /docs",
+    405: "method not allowed for this endpoint; see /docs",
+}
+_MALFORMED_MULTIPART = (
+    "the request body is not valid multipart/form-data; send the image as a file part"
+)
+_MAX_FILES = re.compile(r"Maximum number of files is (\d+)")
+INTERNAL_ERROR_MESSAGE = "internal server error"  # + the request_id beside it
 
 # PreprocessingError.code -> (HTTP status, public code).
 _PREPROCESSING_STATUS = {
@@ -86,14 +104,38 @@ async def _http_exception_handler(request: Request, exc: Exception) -> JSONRespo
     if isinstance(exc, ApiError):
         return error_response(request, exc.status_code, exc.code, exc.message, exc.headers)
     status = exc.status_code
-    message = str(exc.detail)
+    detail = str(exc.detail)
     code = _STATUS_CODES.get(status, f"http_{status}")
-    if status == 400 and message.startswith("Too many files"):
+    message = _STATUS_MESSAGES.get(status) or _status_phrase(status)
+    if status == 400 and (limit := _MAX_FILES.search(detail)):
         # Starlette's multipart parser stops at the route's max_files.
         status, code = 413, "too_many_files"
+        message = f"too many files; at most {limit.group(1)} per request"
     elif status == 400:
-        code = "invalid_multipart"
+        # The parser's own words name its internals (a boundary index, a header byte).
+        logger.debug("malformed multipart body: %s", detail)
+        code, message = "invalid_multipart", _MALFORMED_MULTIPART
     return error_response(request, status, code, message, exc.headers)
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower()
+    except ValueError:
+        return "request failed"
+
+
+# Validation errors whose message is an exception's text (e.g. FastAPI's "Expected
+# UploadFile, received: <class 'str'>") rather than pydantic's fixed sentences.
+_EXCEPTION_TEXT_TYPES = frozenset({"value_error", "assertion_error"})
+
+
+def _field_problem(err: Any, loc: list[str]) -> str:
+    if loc and loc[0] in ("file", "files") and err.get("type") != "missing":
+        return "must be a file: a multipart/form-data part with a filename"
+    if err.get("type") in _EXCEPTION_TEXT_TYPES:
+        return "invalid value"
+    return str(err.get("msg", "invalid value"))
 
 
 def _describe_validation(errors: list[Any]) -> tuple[str, str]:
@@ -105,7 +147,7 @@ def _describe_validation(errors: list[Any]) -> tuple[str, str]:
         field = ".".join(loc) or "request"
         if err.get("type") == "missing" and loc and loc[0] in ("file", "files"):
             missing_files.append(loc[0])
-        parts.append(f"{field}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
+        parts.append(f"{field}: {_field_problem(err, loc)}")
     if missing_files and len(missing_files) == len(errors):
         name = missing_files[0]
         return (
@@ -124,7 +166,7 @@ async def _validation_exception_handler(request: Request, exc: Exception) -> JSO
 async def _unhandled_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     # Last resort behind RequestContextMiddleware (which normally catches these first).
     logger.error("unhandled error (request_id=%s)", request_id_of(request), exc_info=exc)
-    return error_response(request, 500, "internal_error", "internal server error")
+    return error_response(request, 500, "internal_error", INTERNAL_ERROR_MESSAGE)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -35,6 +35,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from product_classifier.inference.cascade import CascadePredictor
+from product_classifier.serving.client_address import resolve_client
 from product_classifier.serving.errors import ApiError, error_response
 from product_classifier.serving.logging_config import (
     ACCESS_LOGGER,
@@ -107,25 +108,29 @@ def _content_length(scope: Scope) -> int | None:
 
 
 class MetricsAccess:
-    """Who may read /metrics: client networks, then an optional bearer token."""
+    """Who may read /metrics: the real client's network, then an optional bearer token.
 
-    def __init__(self, networks: list[str], token: str | None) -> None:
+    The real client is the TCP peer, or the address a trusted proxy forwarded for
+    (serving/client_address.py). A forwarded request from a peer that is not a trusted proxy
+    is refused: behind a reverse proxy every client would otherwise look like the proxy.
+    """
+
+    def __init__(
+        self, networks: list[str], token: str | None, trusted_proxies: list[str] | None = None
+    ) -> None:
         self.networks = [ipaddress.ip_network(net, strict=False) for net in networks]
+        self.trusted_proxies = [
+            ipaddress.ip_network(net, strict=False) for net in trusted_proxies or ()
+        ]
         self._token = f"Bearer {token}".encode() if token else None
 
     def _client_allowed(self, scope: Scope) -> bool:
         if not self.networks:
             return True
-        client = scope.get("client")
-        try:
-            ip = ipaddress.ip_address(client[0]) if client else None
-        except ValueError:  # a unix socket or a test transport's made-up name
-            return False
-        if ip is None:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.networks)
+        client = resolve_client(scope, self.trusted_proxies)
+        if client.untrusted_forwarding or client.ip is None:
+            return False  # an unvouched-for proxy, a unix socket or an unreadable chain
+        return any(client.ip in net for net in self.networks)
 
     def check(self, scope: Scope) -> ApiError | None:
         if not self._client_allowed(scope):
@@ -150,7 +155,9 @@ class Observer:
         self.settings = settings
         self.metrics = metrics
         token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
-        self.access = MetricsAccess(settings.metrics_allowed_networks, token)
+        self.access = MetricsAccess(
+            settings.metrics_allowed_networks, token, settings.trusted_proxies
+        )
         self.model_version: str | None = None
         self.requests_served = 0
         self._paths: frozenset[str] | None = None

@@ -7,6 +7,10 @@ prometheus_client picks the mode when it is first imported, so the directory mus
 environment before the workers start: :func:`prepare_multiprocess_dir` runs in the CLI process,
 before uvicorn spawns them. This module is standard library only, so that calling it cannot
 import prometheus_client too early.
+
+The directory the workers write to is always the service's own, created fresh for this run:
+an operator's ``PROMETHEUS_MULTIPROC_DIR`` is only the parent of it, and nothing in there that
+the service did not create is ever deleted (it could be another service's live metrics).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LEGACY_ENV = "prometheus_multiproc_dir"
 # prometheus_client names its files <type>[_<mode>]_<pid>.db
 _PID_IN_NAME = re.compile(r"_(\d+)\.db$")
+# A run's own directory inside an operator's: product-classifier-<supervisor pid>-<random>,
+# with OWNER_FILE inside holding that pid (so a later run can tell a dead run's leftovers).
+RUN_DIR_PREFIX = "product-classifier-"
+OWNER_FILE = ".product-classifier-owner"
 
 
 def multiprocess_dir(environ: MutableMapping[str, str] | None = None) -> Path | None:
@@ -34,13 +42,33 @@ def multiprocess_dir(environ: MutableMapping[str, str] | None = None) -> Path | 
     return Path(value) if value else None
 
 
-def clean_multiprocess_dir(path: Path) -> int:
-    """Delete the metric files of a previous run (stale counters would be added to ours)."""
+def _owner_pid(directory: Path) -> int | None:
+    try:
+        text = (directory / OWNER_FILE).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def remove_dead_run_dirs(parent: Path) -> int:
+    """Delete the run directories this service left in ``parent`` when a run was killed
+    before it could clean up: only ours (prefix and owner file), only of dead processes."""
     removed = 0
-    for db_file in path.glob("*.db"):
-        db_file.unlink(missing_ok=True)
-        removed += 1
+    for directory in parent.glob(f"{RUN_DIR_PREFIX}*"):
+        pid = _owner_pid(directory) if directory.is_dir() else None
+        if pid is not None and not pid_alive(pid):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed += 1
     return removed
+
+
+def _new_run_dir(parent: Path | None) -> Path:
+    """A fresh, private (0700) directory, removed when this process exits."""
+    path = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-", dir=parent))
+    if parent is not None:  # in the system's temp dir, nobody looks for leftovers
+        (path / OWNER_FILE).write_text(f"{os.getpid()}\n")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def prepare_multiprocess_dir(
@@ -49,24 +77,33 @@ def prepare_multiprocess_dir(
     """Make metrics add up across workers; call once in the parent, before the workers start.
 
     * the operator set ``PROMETHEUS_MULTIPROC_DIR`` (e.g. a tmpfs in a container): it is
-      created if needed and emptied of old ``*.db`` files;
-    * several workers and no directory: a fresh temporary one, removed when this process exits;
+      created if needed, and this run gets a fresh subdirectory of it (the variable is
+      pointed there for the workers); leftovers of killed runs of this service are removed,
+      anything else in it is left alone;
+    * several workers and no directory: a fresh temporary one;
     * one worker: nothing to do, metrics stay in memory (a little cheaper).
 
-    Returns the directory in use, or None for single-process mode.
+    A directory made here is removed when this process exits. Returns the directory in use,
+    or None for single-process mode.
     """
     env = os.environ if environ is None else environ
-    path = multiprocess_dir(env)
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        removed = clean_multiprocess_dir(path)
-        logger.debug("metrics: multiprocess dir %s (removed %d stale files)", path, removed)
-        return path
-    if not enabled or workers <= 1:
+    parent = multiprocess_dir(env)
+    if parent is not None:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            removed = remove_dead_run_dirs(parent)
+            path = _new_run_dir(parent)
+        except OSError as exc:
+            raise OSError(
+                f"{MULTIPROC_ENV}={parent}: cannot make this run's metrics directory in it "
+                f"({exc.strerror or exc}); point it at a writable directory, e.g. a tmpfs"
+            ) from exc
+        logger.debug("metrics: multiprocess dir %s (%d dead runs' dirs removed)", path, removed)
+    elif not enabled or workers <= 1:
         return None
-    path = Path(tempfile.mkdtemp(prefix="product-classifier-metrics-"))
+    else:
+        path = _new_run_dir(None)
     env[MULTIPROC_ENV] = str(path)
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
 
 

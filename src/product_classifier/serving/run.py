@@ -65,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Let in-flight requests finish on SIGTERM, but don't hang a deploy forever.
         timeout_graceful_shutdown=30,
         server_header=False,  # don't advertise the server software; one header less to write
+        # scope["client"] stays the TCP peer: uvicorn would otherwise believe X-Forwarded-For
+        # from loopback; the app believes only PRODUCT_CLASSIFIER_TRUSTED_PROXIES
+        # (serving/client_address.py).
+        proxy_headers=False,
     )
 
 

@@ -51,7 +51,8 @@ def preprocess_upload(
     except Exception as exc:
         # Exotic modes Pillow opens but cannot convert are still the client's image.
         logger.warning("preprocessing failed unexpectedly: %r", exc)
-        raise ApiError(400, "invalid_image", f"the image could not be processed: {exc}") from exc
+        # The exception's text stays in the log: it names library internals, not the image.
+        raise ApiError(400, "invalid_image", "the image could not be processed") from exc
 
 
 def upload_preprocessor(

@@ -30,9 +30,12 @@ _PROVIDER_ALIASES = {
     "trt": "TensorrtExecutionProvider",
 }
 
-# Who may scrape /metrics by default: this host and private networks (containers, k8s).
+# Who may scrape /metrics by default: this host only. Private ranges are no proof of an
+# insider (a load balancer that rewrites source addresses, a same-host reverse proxy): a
+# deployment names its scraper's network (docs/security.md).
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 PRIVATE_NETWORKS = (
-    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
+    *LOOPBACK_NETWORKS, "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
 )  # fmt: skip
 
 # The released files (one model card describes both; see inference/model_card.py), found
@@ -187,9 +190,15 @@ class ServeSettings(BaseSettings):
         "Prometheus metrics and JSON logs).",
     )
     metrics_allowed_networks: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(PRIVATE_NETWORKS),
+        default_factory=lambda: list(LOOPBACK_NETWORKS),
         description="Client networks (CIDR) allowed to read /metrics; empty: any client. "
-        "Default: loopback and private ranges.",
+        "Default: loopback only. The client is the TCP peer, or what trusted_proxies forward.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Networks (CIDR) of reverse proxies whose Forwarded / X-Forwarded-For "
+        "headers are believed when /metrics checks the client; empty: none. A forwarded "
+        "request from any other peer is refused /metrics.",
     )
     metrics_token: SecretStr | None = Field(
         None, description="When set, /metrics requires 'Authorization: Bearer <token>'."
@@ -201,7 +210,12 @@ class ServeSettings(BaseSettings):
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator(
-        "providers", "cors_origins", "metrics_allowed_networks", "api_keys", mode="before"
+        "providers",
+        "cors_origins",
+        "metrics_allowed_networks",
+        "trusted_proxies",
+        "api_keys",
+        mode="before",
     )
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
@@ -210,7 +224,7 @@ class ServeSettings(BaseSettings):
         except json.JSONDecodeError as exc:
             raise ValueError(f"not a comma-separated list nor a JSON list: {exc}") from exc
 
-    @field_validator("metrics_allowed_networks")
+    @field_validator("metrics_allowed_networks", "trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         try:
