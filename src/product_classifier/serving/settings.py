@@ -80,7 +80,7 @@ class ServeSettings(BaseSettings):
         le=64,
         description="uvicorn worker processes; 0: auto, one per usable core (CPU affinity "
         "capped by the cgroup CPU quota, rounded down), at most "
-        f"{MAX_AUTO_WORKERS} (each worker is a process of ~115 MB; docs/performance.md).",
+        f"{MAX_AUTO_WORKERS} (the memory each takes: docs/performance.md).",
     )
     log_level: LogLevel = Field("info", description="Log level for uvicorn and the service.")
     access_log: bool = Field(
@@ -90,7 +90,7 @@ class ServeSettings(BaseSettings):
     model_variant: Literal["cascade", "int8", "fp32"] = Field(
         "cascade",
         description="Released model served when model_path is not set: cascade (the INT8 "
-        "model behind its distilled first stage, same accuracy at ~2x the throughput: "
+        "model behind its distilled first stage, same accuracy for less CPU per image: "
         "inference/cascade.py), int8 (artifacts/model.int8.onnx alone) or fp32 "
         "(artifacts/model.onnx). With an explicit model_path, 'cascade' applies only if the "
         "model's card describes a cascade for it.",
@@ -285,8 +285,8 @@ class ServeSettings(BaseSettings):
         """``workers`` with 0 resolved: one process per usable core, at most MAX_AUTO_WORKERS.
 
         One process per core because a worker's Python side (HTTP, multipart, decoding) holds
-        the GIL: on 2 cores one worker tops out near 2,000 28x28 requests/s with a core to
-        spare, two reach ~2,600 (docs/performance.md).
+        the GIL: one worker tops out with a core to spare (requests/s per worker count:
+        docs/performance.md).
         """
         return self.workers or min(usable_cores(), MAX_AUTO_WORKERS)
 
