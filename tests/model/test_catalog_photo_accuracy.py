@@ -1,5 +1,8 @@
 """The released models on shop photos rendered from the Fashion-MNIST test set.
 
+A report of the release, not a place to choose anything: preprocessing is tuned on renders of
+validation images (scripts/preprocessing_sweep.py, ``evaluate --photos``'s default split).
+
 Same images, two presentations: the raw 28x28 test images, and the same images rendered as
 catalog photos (upscaled, dark on white, tinted, tilted, off-centre, JPEG/PNG/WebP; see
 evaluation/photos.py). The gap between the two accuracies is what the shared preprocessing
@@ -122,3 +125,21 @@ def test_the_http_service_gives_the_in_process_answers(photos: list[Photo], tmp_
         log.close()
     assert None not in over_http
     assert over_http == in_process
+
+
+def test_the_cli_renders_validation_images_unless_asked_for_test(fashion_mnist) -> None:
+    """``evaluate --photos`` is the preprocessing tuning tool: its default is the validation
+    split; the test renders are only there to report (``--split test``)."""
+    from typer.testing import CliRunner
+
+    from product_classifier.cli.main import app
+
+    base = ["evaluate", "--photos", "--n", "20", "--model", str(INT8)]
+    base += ["--data-dir", str(fashion_mnist.directory)]
+    runner = CliRunner()
+    default = runner.invoke(app, base)
+    assert default.exit_code == 0, default.output
+    assert "of the val split" in default.output and "photos: 20" in default.output
+    test = runner.invoke(app, [*base, "--split", "test"])
+    assert test.exit_code == 0 and "of the test split" in test.output, test.output
+    assert runner.invoke(app, [*base, "--split", "train"]).exit_code == 2
