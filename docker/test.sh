@@ -208,17 +208,19 @@ RUN_OPTS=(--network host --read-only --tmpfs "/tmp:rw,nosuid,nodev,size=64m" --c
           --security-opt no-new-privileges -e PRODUCT_CLASSIFIER_HOST=127.0.0.1)
 
 step "refuses a model whose sha256 differs from its card"
-# The file the image serves by default (the service picks the variant), relative to /app.
+# The file the image serves by default (the service picks the variant): the package's copy of
+# artifacts/<name> in the image's venv (product_classifier/released.py).
 served=$("$DOCKER" run --rm --network host --entrypoint python "$IMAGE" -c \
     "from product_classifier.serving.settings import load_settings; print(load_settings().model_path)")
-[[ -f "$served" ]] || die "the image serves '$served', which is not in this checkout"
-cp "$served" "$WORK/tampered.onnx"
+source_file="artifacts/$(basename "$served")"
+[[ -f "$source_file" ]] || die "the image serves '$served', whose $source_file is not in this checkout"
+cp "$source_file" "$WORK/tampered.onnx"
 printf '\x01' | dd of="$WORK/tampered.onnx" bs=1 seek=$(($(stat -c %s "$WORK/tampered.onnx") - 16)) \
     conv=notrunc status=none
 chmod 644 "$WORK/tampered.onnx"
 set +e
 out=$("$DOCKER" run --rm "${RUN_OPTS[@]}" -e PRODUCT_CLASSIFIER_PORT="$(free_port)" \
-    -v "$WORK/tampered.onnx:/app/$served:ro" "$IMAGE" 2>&1)
+    -v "$WORK/tampered.onnx:$served:ro" "$IMAGE" 2>&1)
 rc=$?
 set -e
 [[ $rc -eq 2 && "$out" == *sha256* ]] || die "tampered $served: exit $rc, output: $out"
