@@ -22,6 +22,7 @@ from PIL import Image
 from raw_http import connect, multipart_head, request_head, stream_body
 
 from product_classifier.inference.contract_model import write_model_card
+from product_classifier.serving.settings import ServeSettings
 
 if TYPE_CHECKING:
     from live_server import LiveServer
@@ -292,3 +293,202 @@ def test_slowloris_upload_times_out_without_blocking_others(
     # Blocked clients would wait out the 2 s deadline; served ones take milliseconds.
     assert max(latencies) < 1.5, f"normal clients were slowed down: {max(latencies):.2f} s"
     assert live.client().get("/ready").status_code == 200
+
+
+# -- a model that raises, hangs or is slow; a batcher worker that dies -------------------------
+
+
+class FaultServer:
+    """fault_server.py in a subprocess: create_app + uvicorn, with a switch for its model."""
+
+    def __init__(self, tmp_path: Path, model: Path, env: dict[str, str] | None = None) -> None:
+        from live_server import free_port
+
+        self.port = free_port()
+        self.log_path = tmp_path / "fault_server.log"
+        env = clean_env(
+            {
+                "PRODUCT_CLASSIFIER_MODEL_PATH": str(model),
+                # One model slot and a 1 s deadline: one hung call stalls the service.
+                "PRODUCT_CLASSIFIER_MODEL_CONCURRENCY": "1",
+                "PRODUCT_CLASSIFIER_INFERENCE_TIMEOUT_S": "1.0",
+                "PRODUCT_CLASSIFIER_LOG_FORMAT": "text",
+                **(env or {}),
+            }
+        )
+        if "drain_s" in ServeSettings.model_fields:  # stop at once (serving/drain.py)
+            env["PRODUCT_CLASSIFIER_DRAIN_S"] = "0"
+        script = Path(__file__).with_name("fault_server.py")
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(script), str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                env=env,
+            )
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def fault(self, mode: str, seconds: float = 0.0) -> None:
+        params = {"mode": mode, "seconds": seconds}
+        assert self.client.post("/_faults/model", params=params).status_code == 200
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"server exited:\n{self.log()[-3000:]}"
+            try:
+                if self.client.get("/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"not ready after {timeout} s:\n{self.log()[-3000:]}")
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def fault_server(tmp_path: Path, contract_model: Path) -> Iterator[FaultServer]:
+    live = FaultServer(tmp_path, contract_model)
+    try:
+        live.wait_ready()
+        yield live
+    finally:
+        live.stop()
+
+
+def _metric(client: httpx.Client, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_model_that_raises_hangs_or_is_slow_gets_json_errors_and_the_service_recovers(
+    fault_server: FaultServer,
+) -> None:
+    client = fault_server.client
+    image = png()
+
+    def predict() -> httpx.Response:
+        return client.post("/v1/predict", files={"file": ("a.png", image)})
+
+    def batch() -> httpx.Response:
+        return client.post("/v1/predict/batch", files=[("files", ("a.png", image))] * 2)
+
+    assert predict().status_code == 200
+    # Raises: a JSON 500 with a stable code and no exception text; the next request is fine.
+    fault_server.fault("raise")
+    for response in (predict(), batch()):
+        assert response.status_code == 500
+        assert response.json()["error"]["code"] == "internal_error"
+        assert "secret internals" not in response.text
+    assert client.get("/ready").status_code == 200
+    # Slow but within the deadline (0.3 s of 1 s): answered.
+    fault_server.fault("slow", 0.3)
+    assert predict().status_code == 200
+    # Hangs: the deadline answers a JSON 504, on the lean path and on the batch route alike,
+    # and /ready says 503 while the only model slot is stuck past the deadline.
+    fault_server.fault("hang")
+    for response in (predict(), batch()):
+        assert response.status_code == 504, response.text
+        assert response.json()["error"]["code"] == "inference_timeout"
+        assert response.json()["request_id"] == response.headers["x-request-id"]
+    ready = client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json()["error"]["code"] == "not_ready"
+    assert _metric(client, "inference_timeouts_total") >= 2
+    # The model comes back: ready again, and serving.
+    fault_server.fault("ok")
+    deadline = time.monotonic() + 30
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, "never ready again after the model recovered"
+        time.sleep(0.05)
+    assert predict().status_code == 200
+
+
+def test_a_killed_batcher_worker_turns_ready_503_is_counted_and_restarted(
+    fault_server: FaultServer,
+) -> None:
+    client = fault_server.client
+    assert _metric(client, "batcher_worker_restarts_total") == 0
+    # Restart after 3 s, so /ready's 503 can be seen over HTTP in between.
+    assert client.post("/_faults/kill-batcher", params={"restart_delay": 3}).status_code == 200
+    ready = client.get("/ready")
+    assert ready.status_code == 503, ready.text
+    assert "worker died" in ready.json()["error"]["message"]
+    assert ready.headers["retry-after"] == "1"
+    refused = client.post("/v1/predict", files={"file": ("a.png", png())})
+    assert refused.status_code == 503  # refused at once, not queued behind a dead worker
+    assert refused.json()["error"]["code"] == "not_ready"
+    assert _metric(client, "batcher_worker_restarts_total") == 1
+    assert _metric(client, "service_ready") == 0
+    deadline = time.monotonic() + 30
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, "the batcher worker was never restarted"
+        time.sleep(0.05)
+    assert client.post("/v1/predict", files={"file": ("a.png", png())}).status_code == 200
+    assert _metric(client, "service_ready") == 1
+    log = fault_server.log()
+    assert "micro-batcher worker died" in log and "micro-batcher worker restarted" in log
+
+
+def test_a_full_queue_answers_503_with_retry_after_at_once(
+    tmp_path: Path, contract_model: Path
+) -> None:
+    """One request hangs in the only model slot, one fills the queue of one: the next is
+    refused at once, and both admitted requests are answered once the model is back."""
+    live = FaultServer(
+        tmp_path,
+        contract_model,
+        {
+            "PRODUCT_CLASSIFIER_QUEUE_SIZE": "1",
+            "PRODUCT_CLASSIFIER_MAX_BATCH_FILES": "1",
+            "PRODUCT_CLASSIFIER_RETRY_AFTER_S": "3",
+            "PRODUCT_CLASSIFIER_INFERENCE_TIMEOUT_S": "60",
+        },
+    )
+    try:
+        live.wait_ready()
+        live.fault("hang")
+        answers: list[int] = []
+
+        def admitted() -> None:
+            with httpx.Client(base_url=live.client.base_url, timeout=60) as client:
+                answers.append(
+                    client.post("/v1/predict", files={"file": ("a.png", png())}).status_code
+                )
+
+        threads = [threading.Thread(target=admitted) for _ in range(2)]
+        deadline = time.monotonic() + 30
+        threads[0].start()
+        while live.client.get("/_faults/model").json()["hanging"] < 1:  # in the model slot...
+            assert time.monotonic() < deadline, "the first request never reached the model"
+            time.sleep(0.01)
+        threads[1].start()
+        while live.client.get("/v1/model").json()["runtime"]["batching"]["queued"] < 1:
+            assert time.monotonic() < deadline, "the second request never reached the queue"
+            time.sleep(0.01)  # ...and one in the queue
+        refused = live.client.post("/v1/predict", files={"file": ("b.png", png())})
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "overloaded"
+        assert refused.headers["retry-after"] == "3"
+        live.fault("ok")
+        for thread in threads:
+            thread.join(timeout=60)
+        assert answers == [200, 200]
+    finally:
+        live.fault("ok")
+        live.stop()

@@ -214,3 +214,289 @@ def test_wrong_item_shape_is_rejected_at_submit() -> None:
 def test_invalid_parameters(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         MicroBatcher(RecordingModel(), **kwargs)
+
+
+# -- adaptive dispatch ----------------------------------------------------------------------
+# These tests decide nothing by the clock: a GatedModel call ends only when the test says so,
+# and a batcher that waited for its timer would run into run()'s 10 s limit instead.
+
+
+class GatedModel:
+    """Each call records its batch (first pixel of each row), then waits for ``release``."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[float]] = []
+        self.inputs: list[np.ndarray] = []
+        self.release = threading.Event()
+        self.started = threading.Semaphore(0)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.append([float(v) for v in batch[:, 0, 0, 0]])
+        self.inputs.append(batch)
+        self.started.release()
+        assert self.release.wait(10), "test never released the model"
+        return batch[:, 0, 0, :2].copy()
+
+
+async def started(model: GatedModel, count: int = 1) -> None:
+    for _ in range(count):
+        while not model.started.acquire(blocking=False):
+            await asyncio.sleep(0.001)
+
+
+async def spin(turns: int = 20) -> None:
+    """Let the event loop run everything that is ready (no timer can fire: none is due)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+def test_a_lone_item_goes_to_an_idle_model_without_waiting_for_company() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> np.ndarray:
+        # A minute of allowed company wait: only dispatch-at-once answers within run()'s 10 s.
+        batcher = MicroBatcher(model, max_wait_ms=60_000, concurrency=2)
+        await batcher.start()
+        try:
+            return await batcher.predict(item(7))
+        finally:
+            await batcher.stop()
+
+    assert float(run(scenario())[0]) == 7.0
+    assert model.batch_sizes == [1]
+
+
+def test_items_queued_while_the_slot_is_busy_form_capped_batches_in_order() -> None:
+    model = GatedModel()
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = MicroBatcher(model, max_batch_size=4, concurrency=1)
+        await batcher.start()
+        try:
+            first = batcher.submit(item(0))
+            await started(model)
+            backlog = [batcher.submit(item(i)) for i in range(1, 11)]
+            await spin()
+            assert model.calls == [[0.0]], "a batch started while the only slot was busy"
+            model.release.set()
+            return list(await asyncio.gather(first, *backlog))
+        finally:
+            model.release.set()
+            await batcher.stop()
+
+    results = run(scenario())
+    assert [float(r[0]) for r in results] == list(range(11))
+    assert model.calls == [[0.0], [1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0]]
+
+
+def test_hold_for_company_only_while_another_call_runs_and_until_that_call_ends() -> None:
+    model = GatedModel()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=60_000, concurrency=2)
+        await batcher.start()
+        try:
+            first = batcher.submit(item(0))  # idle model: dispatched at once
+            await started(model)
+            held = [batcher.submit(item(1)), batcher.submit(item(2))]
+            await spin()
+            # Slot 2 is free, but slot 1 runs: the two wait for company...
+            assert model.calls == [[0.0]]
+            model.release.set()  # ...until the running call ends and nothing runs any more.
+            await asyncio.gather(first, *held)
+        finally:
+            model.release.set()
+            await batcher.stop()
+
+    run(scenario())
+    # Then the two free slots share them.
+    assert model.calls == [[0.0], [1.0], [2.0]]
+
+
+def test_held_items_leave_when_their_age_reaches_max_wait_even_if_the_model_is_busy() -> None:
+    model = GatedModel()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=1, concurrency=2)
+        await batcher.start()
+        try:
+            first = batcher.submit(item(0))
+            await started(model)
+            second = batcher.submit(item(1))
+            await started(model)  # the age cap sent it to slot 2 while slot 1 still runs
+            assert model.calls == [[0.0], [1.0]]
+            model.release.set()
+            await asyncio.gather(first, second)
+        finally:
+            model.release.set()
+            await batcher.stop()
+
+    run(scenario())
+
+
+def test_a_held_batch_leaves_as_soon_as_it_is_full() -> None:
+    model = GatedModel()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch_size=3, max_wait_ms=60_000, concurrency=2)
+        await batcher.start()
+        try:
+            first = batcher.submit(item(0))
+            await started(model)
+            full = [batcher.submit(item(i)) for i in (1, 2, 3)]
+            await started(model)  # size cap reached: no need to wait for slot 1
+            assert model.calls == [[0.0], [1.0, 2.0, 3.0]]
+            model.release.set()
+            await asyncio.gather(first, *full)
+        finally:
+            model.release.set()
+            await batcher.stop()
+
+    run(scenario())
+
+
+# -- deadlines, failures, supervision -------------------------------------------------------
+
+
+def test_a_hung_model_call_times_out_its_items_and_the_queue_behind_it() -> None:
+    from product_classifier.inference.errors import InferenceTimeoutError
+
+    model = GatedModel()
+    expired: list[int] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, concurrency=1, timeout_s=0.05)
+        batcher.on_timeout = expired.append
+        await batcher.start()
+        try:
+            running = batcher.submit(item(0))
+            await started(model)
+            queued = batcher.submit(item(1))
+            for fut in (running, queued):
+                with pytest.raises(InferenceTimeoutError):
+                    await fut
+            assert batcher.stalled and not batcher.healthy
+            assert "running for over" in (batcher.health_problem() or "")
+            model.release.set()  # the model comes back: healthy again, and it serves
+            assert float((await batcher.predict(item(2)))[0]) == 2.0
+            assert batcher.healthy
+        finally:
+            model.release.set()
+            await batcher.stop()
+
+    run(scenario())
+    assert sum(expired) == 2
+    assert model.calls == [[0.0], [2.0]]  # the expired queued item never reached the model
+
+
+def test_a_failing_metrics_hook_still_answers_the_batch() -> None:
+    async def scenario() -> np.ndarray:
+        batcher = MicroBatcher(RecordingModel())
+
+        def broken(size: int, seconds: float) -> None:
+            raise RuntimeError("hook bug")
+
+        batcher.on_batch = broken
+        await batcher.start()
+        try:
+            await batcher.predict(item(1))
+            return await batcher.predict(item(2))
+        finally:
+            await batcher.stop()
+
+    assert float(run(scenario())[0]) == 2.0
+
+
+@pytest.mark.parametrize("how", ["exception", "cancelled"])
+def test_a_dead_worker_is_reported_restarted_and_serves_what_was_queued(how: str) -> None:
+    model = RecordingModel()
+    events: list[str] = []
+
+    async def scenario() -> tuple[list[np.ndarray], float]:
+        batcher = MicroBatcher(model, restart_delay_s=0.0)
+        batcher.on_worker_died = lambda error: events.append(f"died:{error!r}")
+        batcher.on_worker_restarted = lambda: events.append("restarted")
+        await batcher.start()
+        try:
+            assert batcher.healthy
+            if how == "cancelled":
+                assert batcher._worker is not None
+                batcher._worker.cancel()
+                await spin(3)
+            else:
+                dispatch = batcher._dispatch
+
+                def crash(*args: Any) -> None:
+                    batcher._dispatch = dispatch  # type: ignore[method-assign]
+                    raise RuntimeError("worker bug")
+
+                batcher._dispatch = crash  # type: ignore[method-assign]
+                queued = batcher.submit(item(1))  # popped by nobody: the worker dies first
+                await spin(3)
+            assert not batcher.healthy
+            assert "worker died" in (batcher.health_problem() or "")
+            with pytest.raises(BatcherClosedError, match="restarting"):
+                batcher.submit(item(9))  # refused fast (503) while there is no worker
+            while not batcher.healthy:
+                await asyncio.sleep(0.001)
+            results = [await batcher.predict(item(2))]
+            if how == "exception":
+                results.insert(0, await queued)
+            return results, batcher.worker_restarts
+        finally:
+            await batcher.stop()
+
+    results, restarts = run(scenario())
+    assert restarts == 1
+    assert [float(r[0]) for r in results] == ([1.0, 2.0] if how == "exception" else [2.0])
+    assert len(events) == 2 and events[1] == "restarted"
+    assert events[0] == ("died:RuntimeError('worker bug')" if how == "exception" else "died:None")
+
+
+def test_a_cancelled_batch_fails_its_futures_and_keeps_its_buffer_out_of_the_pool() -> None:
+    model = GatedModel()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, concurrency=1)
+        await batcher.start()
+        try:
+            fut = batcher.submit(item(1))
+            await started(model)
+            (task,) = list(batcher._in_flight)
+            task.cancel()
+            with pytest.raises(BatcherClosedError):
+                await fut
+            await spin()
+            # The model thread still holds (and could still write) that buffer.
+            in_use = model.inputs[0].base
+            assert in_use is not None
+            assert all(buffer is not in_use for buffer in batcher._buffers)
+            model.release.set()
+            # The next batch gets a fresh buffer and is served.
+            assert float((await batcher.predict(item(2)))[0]) == 2.0
+        finally:
+            model.release.set()
+            await batcher.stop()
+
+    run(scenario())
+
+
+def test_stop_with_a_hung_model_gives_up_and_leaves_no_future_pending() -> None:
+    model = GatedModel()
+
+    async def scenario() -> list[asyncio.Future[np.ndarray]]:
+        batcher = MicroBatcher(model, concurrency=1)
+        await batcher.start()
+        futures = [batcher.submit(item(0))]
+        await started(model)
+        futures.append(batcher.submit(item(1)))
+        await batcher.stop(timeout_s=0.05)
+        return futures
+
+    try:
+        futures = run(scenario())
+    finally:
+        model.release.set()
+    for fut in futures:
+        assert fut.done()
+        assert isinstance(fut.exception(), BatcherClosedError)

@@ -33,7 +33,8 @@ def test_defaults() -> None:
     assert s.max_upload_bytes == 10 * 1024 * 1024
     assert s.max_pixels == 4096 * 4096  # a 16 MP photo (docs/security.md)
     assert s.max_batch_files == 64
-    assert (s.max_batch_size, s.max_wait_ms, s.queue_size) == (32, 2.0, 1024)
+    assert (s.max_batch_size, s.max_wait_ms, s.queue_size) == (32, 0.0, 1024)
+    assert (s.inference_timeout_s, s.max_in_flight) == (10.0, 128)
     assert s.intra_op_threads == 1
     assert s.providers == [] and s.cors_origins == []
 
@@ -77,6 +78,8 @@ def test_explicit_card_path_wins(monkeypatch: pytest.MonkeyPatch) -> None:
         ("LOG_LEVEL", "loud", "PRODUCT_CLASSIFIER_LOG_LEVEL"),
         ("VERIFY_SHA256", "maybe", "PRODUCT_CLASSIFIER_VERIFY_SHA256"),
         ("QUEUE_SIZE", "8", "PRODUCT_CLASSIFIER_QUEUE_SIZE=8 must be >= "),
+        ("INFERENCE_TIMEOUT_S", "0", "PRODUCT_CLASSIFIER_INFERENCE_TIMEOUT_S (inference_timeout"),
+        ("MAX_IN_FLIGHT", "0", "PRODUCT_CLASSIFIER_MAX_IN_FLIGHT (max_in_flight)='0'"),
     ],
 )
 def test_invalid_values_name_the_variable_and_reason(

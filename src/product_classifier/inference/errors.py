@@ -13,3 +13,8 @@ class OverloadedError(RuntimeError):
 
 class BatcherClosedError(RuntimeError):
     """The micro-batcher is not running (not started yet, or shutting down)."""
+
+
+class InferenceTimeoutError(TimeoutError):
+    """An item was not answered within the batcher's deadline (queued too long, or the model
+    call is slow or hung); the service answers 504."""

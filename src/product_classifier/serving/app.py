@@ -22,6 +22,7 @@ from product_classifier.inference.batcher import MicroBatcher
 from product_classifier.inference.errors import ModelLoadError
 from product_classifier.inference.model_card import VerifiedModel, load_verified_model
 from product_classifier.inference.predictor import PredictorOptions
+from product_classifier.serving.admission import InFlightLimitMiddleware
 from product_classifier.serving.errors import install_error_handlers
 from product_classifier.serving.fast_predict import FastPathStats, FastPredictMiddleware
 from product_classifier.serving.middleware import RequestContextMiddleware
@@ -84,6 +85,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_wait_ms=settings.max_wait_ms,
         queue_size=settings.queue_size,
         concurrency=settings.batch_concurrency,
+        timeout_s=settings.inference_timeout_s,
     )
     await batcher.start()
     try:
@@ -101,7 +103,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.ready = False
-        await batcher.stop()  # in-flight requests finish before the worker exits
+        # In-flight requests finish before the worker exits; a hung model call is given up
+        # after the inference deadline (its requests have had their 504 by then).
+        await batcher.stop(timeout_s=settings.inference_timeout_s)
         app.state.service = None
 
 
@@ -124,6 +128,12 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     # Innermost, so everything below still wraps the lean predict path.
     app.state.fast_path = FastPathStats()
     app.add_middleware(FastPredictMiddleware, stats=app.state.fast_path)
+    # Just outside it: a request over the cap is refused before its body is read.
+    app.add_middleware(
+        InFlightLimitMiddleware,
+        max_in_flight=settings.max_in_flight,
+        retry_after_s=settings.retry_after_s,
+    )
     # Body-read deadline and optional API keys: inside CORS, so 401s carry CORS headers.
     install_security(app, settings)
     if settings.cors_origins:

@@ -5,7 +5,8 @@ Metric families (see docs/runbook.md for what an on-call engineer does with them
 * RED: ``http_requests_total{method,route,status}``, ``http_request_duration_seconds{method,
   route}`` (buckets at the SLA's 0.2 s and 0.3 s), ``http_requests_in_flight``;
 * model: ``inference_duration_seconds`` and ``inference_batch_size`` (one observation per model
-  call of the micro-batcher), ``predictions_total{category}``, ``prediction_confidence{category}``,
+  call of the micro-batcher), ``inference_timeouts_total``, ``batcher_worker_restarts_total``,
+  ``predictions_total{category}``, ``prediction_confidence{category}``,
   ``needs_review_total{category}``, ``model_info{model_version,sha256}``, ``service_ready``;
 * cascade: ``cascade_images_total{stage}``, images answered by the first stage (``student``) or
   escalated to the released model (``full``); the escalated share is full / (student + full);
@@ -167,6 +168,16 @@ class ServiceMetrics:
             buckets=BATCH_SIZE_BUCKETS,
             registry=r,
         )
+        self.inference_timeouts = Counter(
+            "inference_timeouts",
+            "Images not answered within inference_timeout_s (answered 504).",
+            registry=r,
+        )
+        self.batcher_restarts = Counter(
+            "batcher_worker_restarts",
+            "Times a worker's micro-batcher task died and was restarted.",
+            registry=r,
+        )
         self.predictions = Counter(
             "predictions", "Images classified, by top-1 category.", ["category"], registry=r
         )
@@ -241,6 +252,14 @@ class ServiceMetrics:
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.inference_duration.observe(seconds)
+
+    def observe_timeouts(self, images: int) -> None:
+        self.inference_timeouts.inc(images)
+
+    def observe_batcher_death(self, error: BaseException | None) -> None:
+        """The micro-batcher's worker died: count it; this worker is not ready until restarted."""
+        self.batcher_restarts.inc()
+        self.set_ready(False)
 
     def observe_cascade(self, student: int, full: int) -> None:
         """CascadePredictor hook, once per model call (in the batch's worker thread): how many

@@ -268,6 +268,9 @@ class Observer:
         # Hooks are attached after warm-up, so the warm-up image is not counted as traffic.
         service.on_prediction = self.on_prediction
         service.batcher.on_batch = self.metrics.observe_batch
+        service.batcher.on_timeout = self.metrics.observe_timeouts
+        service.batcher.on_worker_died = self.metrics.observe_batcher_death
+        service.batcher.on_worker_restarted = lambda: self.metrics.set_ready(True)
         if isinstance(predictor, CascadePredictor):
             predictor.on_batch = self.metrics.observe_cascade
         self.metrics.set_ready(True)

@@ -50,6 +50,10 @@ async def ready(request: Request) -> JSONResponse:
         return error_response(
             request, 503, "not_ready", "the model is not loaded yet", {"Retry-After": retry}
         )
+    problem = service.health_problem()  # the micro-batcher's worker died or the model hangs
+    if problem is not None:
+        retry = str(request.app.state.settings.retry_after_s)
+        return error_response(request, 503, "not_ready", problem, {"Retry-After": retry})
     return JSONResponse({"status": "ready", "model_version": service.model_version})
 
 

@@ -19,7 +19,11 @@ import numpy as np
 from PIL import Image
 
 from product_classifier.inference.batcher import MicroBatcher
-from product_classifier.inference.errors import BatcherClosedError, OverloadedError
+from product_classifier.inference.errors import (
+    BatcherClosedError,
+    InferenceTimeoutError,
+    OverloadedError,
+)
 from product_classifier.inference.model_card import VerifiedModel
 from product_classifier.inference.review import review_policy
 from product_classifier.preprocessing import (
@@ -35,6 +39,11 @@ from product_classifier.serving.settings import ServeSettings
 logger = logging.getLogger(__name__)
 
 TOP_K = 3
+
+
+def timeout_error(exc: InferenceTimeoutError) -> ApiError:
+    """A missed inference deadline, as the client sees it: a JSON 504."""
+    return ApiError(504, "inference_timeout", f"{exc}; retry later")
 
 
 def preprocess_upload(
@@ -131,7 +140,10 @@ class ModelService:
     async def predict_bytes(self, data: bytes) -> dict[str, Any]:
         """One upload -> prediction dict; raises ApiError for anything the client got wrong."""
         self._check_upload(data)
-        probs = await self._submit((data,))[0]
+        try:
+            probs = await self._submit((data,))[0]
+        except InferenceTimeoutError as exc:  # the batcher's deadline (settings)
+            raise timeout_error(exc) from exc
         result = self.format_prediction(probs)
         if self.on_prediction is not None:
             self.on_prediction(result, len(data))
@@ -156,6 +168,9 @@ class ModelService:
                 filename, data = uploads[i]
                 if isinstance(row, ApiError):
                     results[i] = {"error": row.body(), "filename": filename}
+                elif isinstance(row, InferenceTimeoutError):
+                    # The service's fault, not the file's: the whole request fails.
+                    raise timeout_error(row)
                 elif isinstance(row, BaseException):
                     raise row  # the model failed, not the file: a 500 like the single route
                 else:
@@ -164,6 +179,16 @@ class ModelService:
                     if self.on_prediction is not None:
                         self.on_prediction(prediction, len(data))
         return [r for r in results if r is not None]
+
+    # -- health ---------------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """The model can answer: its batcher runs with a live worker and a free model slot."""
+        return self.batcher.healthy
+
+    def health_problem(self) -> str | None:
+        return self.batcher.health_problem()
 
     # -- startup --------------------------------------------------------------------------------
 
@@ -184,6 +209,9 @@ class ModelService:
                 "batching": {
                     "max_batch_size": self.batcher.max_batch_size,
                     "max_wait_ms": self.batcher.max_wait_s * 1000.0,
+                    "timeout_s": self.batcher.timeout_s,
+                    "timeouts": self.batcher.timeouts,
+                    "worker_restarts": self.batcher.worker_restarts,
                     "concurrency": self.batcher.concurrency,
                     "queue_size": self.batcher.queue_size,
                     "queued": self.batcher.queued,

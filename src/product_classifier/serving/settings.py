@@ -139,7 +139,29 @@ class ServeSettings(BaseSettings):
         "and 20 MB smaller: docs/performance.md).",
     )
     max_wait_ms: float = Field(
-        2.0, ge=0.0, le=1000.0, description="How long a lone request waits for company."
+        0.0,
+        ge=0.0,
+        le=1000.0,
+        description="Adaptive micro-batching (inference/batcher.py): a free model slot takes "
+        "what is queued at once, and requests that queue while every slot is busy form the "
+        "next batch. This is the most a request may additionally be held for company, counted "
+        "from its arrival, and only while another model call is running and a slot is free "
+        "(model_concurrency > 1); an idle model never holds a request. 0 (default): never hold.",
+    )
+    inference_timeout_s: float = Field(
+        10.0,
+        gt=0.0,
+        le=3600.0,
+        description="Deadline for an image's inference, queueing included; past it the "
+        "client gets a 504 'inference_timeout', and /ready turns 503 while every model slot "
+        "has been stuck in one call for longer.",
+    )
+    max_in_flight: int = Field(
+        128,
+        ge=1,
+        le=100_000,
+        description="/v1 requests one worker serves at once (bodies being read included); "
+        "beyond it: 503 'overloaded' with Retry-After. Bounds a worker's memory under floods.",
     )
     model_concurrency: int = Field(
         0,
