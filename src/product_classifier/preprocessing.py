@@ -44,7 +44,7 @@ DEFAULT_MAX_PIXELS = 4096 * 4096
 # above the 112 px canonicalize measures it at. Chosen on 2000 validation renders and the
 # real-picture dev part (scripts/decode_reduced_check.py, docs/evidence/decode-reduced.json):
 # the smallest factor tried (4, 8, 12, 16) whose accuracy on both is within 0.2 pp of the
-# full decode; a 600x600 JPEG then decodes straight to grey at full size (1.4x faster).
+# full decode; a 600x600 JPEG then decodes straight to grey at full size (1.6x faster).
 REDUCED_DECODE_FACTOR = 12
 
 
