@@ -48,6 +48,13 @@ def quantize(
     ] = None,
     percentile: Annotated[float, typer.Option(help="Percentile for --method percentile.")] = 99.999,
     seed: Annotated[int, typer.Option(help="Seed of the calibration sample.")] = 0,
+    per_channel: Annotated[
+        bool,
+        typer.Option(
+            "--per-channel/--per-tensor",
+            help="Weight scales per output channel (default) or one per tensor.",
+        ),
+    ] = True,
     card: Annotated[
         Path | None,
         typer.Option(help="Model card to record the variant in (default: beside --model)."),
@@ -76,6 +83,7 @@ def quantize(
             method=method,  # type: ignore[arg-type]  # checked above
             calibration_size=calibration_size,
             seed=seed,
+            per_channel=per_channel,
             exclude=tuple(exclude or ()),
             percentile=percentile,
         )
