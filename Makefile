@@ -8,7 +8,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 .PHONY: help install install-serve serve test test-fast lint format typecheck data train train-release \
-        search evaluate export quantize cascade review benchmark loadtest test-notebooks catalog-folder catalog-demo catalog-report real-pictures real-pictures-report train-robust docker-test clean docker-build docker-base audit actionlint security
+        search evaluate export quantize cascade review benchmark loadtest peers test-notebooks catalog-folder catalog-demo catalog-report real-pictures real-pictures-report train-robust docker-test clean docker-build docker-base audit actionlint security
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -63,8 +63,8 @@ test-fast: install  ## Unit tests only
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
 lint: install  ## ruff (lint + format check) and mypy
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(MAKE) --no-print-directory actionlint
 
@@ -72,8 +72,8 @@ security: install  ## bandit over src/ (skips and reasons: [tool.bandit] in pypr
 	$(BIN)/bandit -c pyproject.toml -r src -q
 
 format: install  ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 data: install-serve  ## Find or download Fashion-MNIST and verify its checksums
 	$(BIN)/product-classifier data fetch
@@ -101,7 +101,7 @@ quantize: install  ## artifacts/model.onnx -> artifacts/model.int8.onnx (static 
 	$(BIN)/python scripts/render_model_card.py
 
 benchmark: install  ## PyTorch vs ONNX FP32 vs INT8 -> docs/benchmarks.md
-	$(BIN)/product-classifier benchmark inference
+	$(BIN)/python -m benchmarks inference
 
 search: install  ## Model search (configs/search.yaml; resumable) then docs/experiments.md
 	$(BIN)/product-classifier search run
@@ -153,8 +153,19 @@ train-robust: real-pictures  ## Robust fine-tune of the release and its student 
 	$(BIN)/product-classifier cascade runs/robust-student/best.pt
 	$(MAKE) --no-print-directory review real-pictures-report
 
-loadtest: install  ## Load-test the API vs a naive baseline -> docs/performance.md (~40 min; LOADTEST_ARGS=--smoke)
-	$(BIN)/product-classifier benchmark load $(LOADTEST_ARGS)
+# The load test's peers, each in its own venv so that their dependencies never meet ours
+# (pinned in benchmarks/peers/requirements-*.txt; neither pulls torch).
+PEERS_DIR ?= .venv-peers
+$(PEERS_DIR)/%/.stamp: benchmarks/peers/requirements-%.txt | $(BIN)/python
+	$(BIN)/python -m venv $(PEERS_DIR)/$*
+	$(PEERS_DIR)/$*/bin/python -m pip install -q --upgrade pip
+	$(PEERS_DIR)/$*/bin/python -m pip install -q -r $<
+	touch $@
+
+peers: $(PEERS_DIR)/bentoml/.stamp $(PEERS_DIR)/litserve/.stamp  ## BentoML and LitServe for make loadtest, each in its own venv
+
+loadtest: install peers  ## Load-test the API next to its peers -> docs/performance.md + docs/evidence/loadtest.json (~10 min; LOADTEST_ARGS=--smoke)
+	$(BIN)/python -m benchmarks load $(LOADTEST_ARGS)
 
 # Containers (docker/, docs/containers.md). BASE_IMAGE: python:3.11-slim, or the local Debian one.
 BASE_IMAGE ?= python:3.11-slim

@@ -22,12 +22,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "evidence" / "release-throughput.json"
+sys.path.insert(0, str(ROOT))  # the harness (benchmarks/) is in the repository, not the package
 
 
 def payloads(folder: Path) -> dict[str, tuple[Path, str]]:
     """The load test's own bodies (benchmarks/load/payloads.py): a test image as a 28x28 PNG
     and as a 600x600 catalog JPEG, each a complete multipart upload."""
-    from product_classifier.benchmarks.load.payloads import (
+    from benchmarks.load.payloads import (
         CONTENT_TYPE,
         Part,
         catalog_jpeg,
@@ -49,8 +50,8 @@ def payloads(folder: Path) -> dict[str, tuple[Path, str]]:
 
 
 def measure(model_dir: Path, bodies: dict, seconds: float, log: Path) -> dict[str, float]:
-    from product_classifier.benchmarks.load.hey import run_hey
-    from product_classifier.benchmarks.load.server import free_port, start_server
+    from benchmarks.load.hey import run_hey
+    from benchmarks.server import free_port, start_server
 
     port = free_port()
     cmd = [sys.executable, "-m", "product_classifier.cli.main", "serve", "--port", str(port)]

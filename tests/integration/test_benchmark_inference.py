@@ -1,4 +1,4 @@
-"""`product-classifier benchmark inference --smoke`: real subprocesses, real models, real files.
+"""`python -m benchmarks inference --smoke`: real subprocesses, real models, real files.
 
 The figures of a smoke run are meaningless; these tests check the machinery: every runtime
 measured in its own process (or skipped with a reason), the JSON and Markdown written, the
@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from product_classifier.benchmarks.inference import _median_tree
-from product_classifier.benchmarks.inference_report import (
+from benchmarks.__main__ import app
+from benchmarks.inference import _median_tree
+from benchmarks.inference_report import (
     begin_marker,
     cpu_info,
     end_marker,
     write_markdown,
 )
-from product_classifier.cli.main import app
 from product_classifier.inference.contract_model import build_contract_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ INT8 = REPO_ROOT / "artifacts" / "model.int8.onnx"
 
 
 def _invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["benchmark", "inference", *args])
+    result = CliRunner().invoke(app, ["inference", *args])
     return result.exit_code, result.output
 
 

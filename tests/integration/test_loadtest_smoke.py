@@ -1,14 +1,18 @@
-"""The load-test tooling: `product-classifier benchmark load --smoke` end to end, its parsers
-and samplers on real processes, and the batch endpoint's configurable file limit.
+"""The load-test tooling: `python -m benchmarks load --smoke` end to end, its parsers and
+samplers on real processes, the peers it is configured with, and the batch endpoint's
+configurable file limit.
 
 No timing is asserted: the smoke run's figures depend on whoever else uses the machine. What is
 checked is that every scenario ran against real servers, got answers without errors, and that
-the report and its numbers are where they should be.
+the report and its numbers are where they should be. The smoke run measures the service and
+the naive FastAPI + ONNX Runtime peer (the project's own venv); BentoML and LitServe need
+`make peers` and run in `make loadtest` only, which a unit test below pins.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -19,25 +23,28 @@ import numpy as np
 import pytest
 from live_server import REPO_ROOT, LiveServer, png_bytes
 
-from product_classifier.benchmarks.load.hey import parse_summary
-from product_classifier.benchmarks.load.monitor import TreeMonitor
-from product_classifier.benchmarks.load.payloads import (
+from benchmarks.load.hey import hey_command, parse_summary
+from benchmarks.load.monitor import TreeMonitor
+from benchmarks.load.payloads import (
     BOUNDARY,
     build_pool,
     catalog_jpeg,
     sample_test_images,
 )
-from product_classifier.benchmarks.load.report import CHECKS, soak_growth
-from product_classifier.benchmarks.load.stats import Record, summarize
+from benchmarks.load.peers import ALL_PEERS, peers
+from benchmarks.load.report import CHECKS, METRICS, soak_growth
+from benchmarks.load.runner import PEER_PLAN, LoadOptions
+from benchmarks.load.stats import Record, summarize
 from product_classifier.preprocessing import preprocess_bytes
 
 # The service's default: the INT8 model behind the cascade's first stage.
 MODEL = REPO_ROOT / "artifacts" / "model.int8.onnx"
-LOCUST_SCENARIOS = {"steady_png", "ramp_png", "saturation_jpeg", "batch", "mix", "soak_png"}
+HEY_SCENARIOS = {name for name in PEER_PLAN if name != "warmup"}
+SERVICE_ONLY = {"batch", "mix", "ramp_png", "soak_png"}
 
 
 def tiny_checkpoint(path: Path) -> Path:
-    """A small self-describing checkpoint, so the naive baseline runs without runs/release."""
+    """A small self-describing checkpoint, so the PyTorch row runs without runs/release."""
     import torch
 
     from product_classifier.models import create_model
@@ -55,14 +62,43 @@ def tiny_checkpoint(path: Path) -> Path:
     return path
 
 
+def test_the_full_run_measures_every_peer() -> None:
+    """`make loadtest` compares against all four peers; each has a venv or runs in ours, and
+    the two that need their own venv have pinned requirements without torch."""
+    assert LoadOptions().peers == ALL_PEERS
+    assert set(ALL_PEERS) == {"naive-1", "naive", "bentoml", "litserve"}
+    configured = peers(cores=2)
+    assert configured["naive-1"].workers == 1 and configured["naive"].workers == 2
+    assert configured["bentoml"].workers == configured["litserve"].workers == 2
+    for key in ("bentoml", "litserve"):
+        pins = (REPO_ROOT / "benchmarks" / "peers" / f"requirements-{key}.txt").read_text()
+        lines = [line for line in pins.splitlines() if line and not line.startswith("#")]
+        assert lines and all("==" in line for line in lines), key
+        assert any(line.startswith(f"{key}==") for line in lines), key
+        assert not any(line.startswith(("torch", "nvidia-cu")) for line in lines), key
+        assert configured[key].venv == key
+    # The smoke run's peer needs no extra venv.
+    assert LoadOptions.smoke_preset().peers == ("naive-1",)
+    assert configured["naive-1"].venv is None
+
+
+def test_a_steady_rate_is_hey_q_per_connection(tmp_path: Path) -> None:
+    cmd = hey_command("http://x/v1/predict", tmp_path / "b", "t", 10, 10, 10.0)
+    assert cmd[cmd.index("-c") + 1] == "10" and cmd[cmd.index("-q") + 1] == "10"
+    assert "-q" not in hey_command("http://x/v1/predict", tmp_path / "b", "t", 10, 64)
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_smoke_run_measures_every_scenario_and_writes_the_report(tmp_path: Path) -> None:
+    if shutil.which("hey") is None:
+        pytest.fail("hey is not installed (apt-get install -y hey): the load test needs it")
     checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")
     docs = tmp_path / "docs" / "performance.md"
-    cmd = [sys.executable, "-m", "product_classifier.cli.main", "benchmark", "load", "--smoke"]
+    cmd = [sys.executable, "-m", "benchmarks", "load", "--smoke"]
     cmd += ["--model", str(MODEL), "--baseline-checkpoint", str(checkpoint)]
     cmd += ["--out-dir", str(tmp_path / "out"), "--docs", str(docs)]
+    cmd += ["--evidence", str(tmp_path / "docs" / "evidence" / "loadtest.json")]
     cmd += ["--img-dir", str(tmp_path / "docs" / "img")]
     done = subprocess.run(
         cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False
@@ -74,12 +110,21 @@ def test_smoke_run_measures_every_scenario_and_writes_the_report(tmp_path: Path)
     assert len(results["loadavg_start"]) == 3 and len(results["loadavg_end"]) == 3
     assert {row["batch"] for row in results["inference_only"]} >= {1}
     assert all(row["images_per_s"] > 0 for row in results["inference_only"])
+    assert [p["peer"] for p in results["peers"]] == ["naive-1"]
 
-    for label in ("tuned", "baseline", "http_only"):
-        server = results[label]
+    servers = {
+        "tuned": results["tuned"],
+        "baseline": results["baseline"],
+        "http_only": results["http_only"],
+        "naive-1": results["peers"][0],
+    }
+    for label, server in servers.items():
         assert server["cold_start_s"] and all(c > 0 for c in server["cold_start_s"])
         assert server["peak_rss_mb"] > 10, label  # a Python process with numpy, at least
-        expected = LOCUST_SCENARIOS if label != "http_only" else {"steady_png", "saturation_png"}
+        expected = {
+            "tuned": HEY_SCENARIOS | SERVICE_ONLY,
+            "http_only": {"hey_png", "rate_png"},
+        }.get(label, HEY_SCENARIOS)
         assert expected <= set(server["scenarios"]), (label, sorted(server["scenarios"]))
         for name, scenario in server["scenarios"].items():
             stats = scenario["stats"]
@@ -91,17 +136,16 @@ def test_smoke_run_measures_every_scenario_and_writes_the_report(tmp_path: Path)
             assert order == sorted(order) and len(order) >= 2, (label, name, stats)
             assert scenario["resources"]["cpu_percent_machine"] > 0, (label, name)
             assert scenario["resources"]["peak_rss_mb"] > 10, (label, name)
-
+    # One connection really is one request at a time; the steady rate is hey -q.
     tuned = results["tuned"]["scenarios"]
+    assert " -c 1 " in tuned["seq_png"]["command"] and " -q " in tuned["rate_png"]["command"]
     assert [s["users"] for s in tuned["ramp_png"]["steps"]] == [1, 8]
     # The cascade: both stages probed, its worst case (every request escalated) measured.
     assert results["tuned"]["variant"] == "cascade"
     assert results["cascade"]["first"] == "model.student.int8.onnx"
     probed = {Path(row["model"]).name for row in results["inference_only"]}
     assert probed == {"model.int8.onnx", "model.student.int8.onnx"}
-    hard = tuned.get("hey_png_hard")
-    if hard is not None:  # hey is installed
-        assert hard["cascade"]["escalated"] > 0
+    assert tuned["hey_png_hard"]["cascade"]["escalated"] > 0
     # The batch scenario counts images, not requests: 8 files per request in smoke mode.
     batch = tuned["batch"]["stats"]
     assert batch["images_per_s"] == pytest.approx(8 * batch["rps"])
@@ -111,15 +155,20 @@ def test_smoke_run_measures_every_scenario_and_writes_the_report(tmp_path: Path)
     assert soak_growth(soak) is not None
 
     text = docs.read_text()
-    for heading in ("## Targets", "## Where the time goes", "## Scenarios", "## Soak"):
+    for heading in ("## Against its peers (same run)", "## Targets", "## Where the time goes"):
         assert heading in text
-    assert "**The cascade**" in text
-    for check in CHECKS:
-        assert check.name in text
+    assert "naive FastAPI + ONNX Runtime, 1 worker" in text
+    assert "as a ratio to each peer" in text and "**The cascade**" in text
+    for name in [check.name for check in CHECKS] + [metric.title for metric in METRICS]:
+        assert name in text, name
     assert "Smoke run" in text
     plot = tmp_path / "docs" / "img" / "soak-rss.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "img/soak-rss.png" in text
+    assert "img/soak-rss.png" in text and "evidence/loadtest.json" in text
+    # The committed JSON is the run's, without hey's raw text.
+    evidence = json.loads((tmp_path / "docs" / "evidence" / "loadtest.json").read_text())
+    assert evidence["started"] == results["started"]
+    assert "raw" not in evidence["tuned"]["scenarios"]["hey_png"]
 
 
 def test_payloads_are_real_test_images_that_preprocess_back() -> None:

@@ -12,17 +12,13 @@ exactly the in-process answers.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
+from benchmarks.server import free_port, start_server
 from product_classifier.evaluation.photos import (
     Photo,
     build_photo_set,
@@ -88,41 +84,21 @@ def test_photo_accuracy_is_within_2pp_of_raw(
         assert accuracy >= result.raw_accuracy - 0.04, (fmt, result.summary())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_http_service_gives_the_in_process_answers(photos: list[Photo], tmp_path: Path) -> None:
     """``evaluate --photos --url`` measures the real service: same bytes, same preprocessing,
     same model (the default: the INT8 model's cascade) -> the same classes as in-process."""
     model = INT8
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODUCT_CLASSIFIER_")}
-    log = (tmp_path / "server.log").open("wb")
+    port = free_port()
     command = [sys.executable, "-m", "product_classifier.cli.main", "serve"]
     command += ["--port", str(port), "--model", str(model)]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    server = start_server("service", command, port=port, log_path=log, cwd=ROOT, timeout_s=90)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.2)
         sample = [p.data for p in photos[:200]]
-        over_http = http_photo_predictor(url)(sample)
+        over_http = http_photo_predictor(server.base_url)(sample)
         in_process = local_photo_predictor(model, cascade=True)(sample)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
-        log.close()
+        server.stop(timeout=60)
     assert None not in over_http
     assert over_http == in_process
 

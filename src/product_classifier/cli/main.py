@@ -29,7 +29,6 @@ _COMMAND_MODULES = (
     "review",
     "serve",
     "predict",
-    "benchmark",
 )
 
 for _name in _COMMAND_MODULES:

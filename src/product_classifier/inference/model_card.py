@@ -7,7 +7,6 @@ verification is switched off for development.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from product_classifier.inference.cascade import CascadePredictor
 from product_classifier.inference.errors import ModelLoadError
+from product_classifier.provenance import sha256_file  # the one sha256 (stdlib imports only)
 from product_classifier.released import missing_model_message
 
 if TYPE_CHECKING:  # the predictor module imports onnxruntime; keep this one light
@@ -24,20 +24,11 @@ if TYPE_CHECKING:  # the predictor module imports onnxruntime; keep this one lig
 logger = logging.getLogger(__name__)
 
 MODEL_CARD_NAME = "model_card.json"
-_CHUNK = 1 << 20
 
 
 def default_card_path(model_path: str | Path) -> Path:
     """``artifacts/model.onnx`` -> ``artifacts/model_card.json``: the card sits beside the model."""
     return Path(model_path).with_name(MODEL_CARD_NAME)
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_model_card(card_path: str | Path) -> dict[str, Any]:

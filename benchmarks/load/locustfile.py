@@ -5,10 +5,10 @@ to ``/v1/predict``, ~600x600 catalog JPEGs to ``/v1/predict``, batches of PNGs t
 ``/v1/predict/batch``, and a mix of the three. Bodies are pre-encoded multipart payloads, so the
 load generator's CPU goes into sending requests, not into encoding images.
 
-The scripted runner (``product-classifier benchmark load``) builds user classes with
+The scripted runner (``python -m benchmarks load``) builds user classes with
 :func:`make_user` through ``driver.py``. The module-level classes are for running Locust by hand::
 
-    locust -f src/product_classifier/benchmarks/load/locustfile.py --headless \\
+    locust -f benchmarks/load/locustfile.py --headless \\
         -u 64 -r 64 -t 30s --host http://127.0.0.1:8000 PngUser
 
 ``LOADTEST_RATE`` (requests/s per user, 0 = as fast as possible) and ``LOADTEST_BATCH_FILES``
@@ -27,7 +27,7 @@ from typing import Any
 import gevent
 from locust import FastHttpUser, constant, task
 
-from product_classifier.benchmarks.load.payloads import CONTENT_TYPE, PayloadPool, build_pool
+from benchmarks.load.payloads import CONTENT_TYPE, PayloadPool, build_pool
 
 PREDICT_PATH = "/v1/predict"
 BATCH_PATH = "/v1/predict/batch"

@@ -1,6 +1,6 @@
 """One benchmark cell, run in a fresh process: load one runtime, time it, print JSON on stdout.
 
-``python -m product_classifier.benchmarks.inference_worker '<spec json>'``. A fresh process per
+``python -m benchmarks.inference_worker '<spec json>'``. A fresh process per
 cell makes load time and peak RSS attributable to that runtime alone, and keeps torch out of
 the processes that measure onnxruntime (and the reverse). The ONNX cells go through
 ``OnnxPredictor``, i.e. exactly what the service runs.
@@ -205,7 +205,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m product_classifier.benchmarks.inference_worker SPEC_JSON")
+        print("usage: python -m benchmarks.inference_worker SPEC_JSON")
         return 2
     result = run_cell(json.loads(args[0]))
     sys.stdout.write(json.dumps(result) + "\n")

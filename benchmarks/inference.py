@@ -26,9 +26,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from product_classifier.benchmarks.inference_report import cpu_info, render_blocks
+from benchmarks import child_env
+from benchmarks.inference_report import cpu_info, render_blocks
 
-WORKER_MODULE = "product_classifier.benchmarks.inference_worker"
+WORKER_MODULE = "benchmarks.inference_worker"
 DEFAULT_FP32 = Path("artifacts/model.onnx")
 DEFAULT_INT8 = Path("artifacts/model.int8.onnx")
 DEFAULT_CHECKPOINT = Path("runs/release/best.pt")
@@ -103,7 +104,7 @@ class WorkerError(RuntimeError):
 
 
 def run_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    env = dict(os.environ)
+    env = child_env()
     # torch/OpenMP read these at import; onnxruntime uses the session options instead.
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(spec["threads"])
     try:
@@ -403,7 +404,7 @@ def run_benchmark(
 
 
 def write_reports(report: dict[str, Any], markdown: Path | None, json_path: Path | None) -> None:
-    from product_classifier.benchmarks.inference_report import write_markdown
+    from benchmarks.inference_report import write_markdown
 
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ This is the ceiling the API cannot beat; comparing it with the HTTP-only rate (t
 service on a trivial model) shows which side is the bottleneck. Runs in its own process so
 that several can run at once (``--processes 2`` = two uvicorn workers with one thread each)::
 
-    python -m product_classifier.benchmarks.load.probe MODEL --batch 32 --threads 1 --seconds 2
+    python -m benchmarks.load.probe MODEL --batch 32 --threads 1 --seconds 2
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks import child_env
 
 
 def measure(model: Path, batch: int, threads: int, seconds: float) -> dict[str, Any]:
@@ -51,9 +53,12 @@ def measure_parallel(
     model: Path, batch: int, threads: int, seconds: float, processes: int
 ) -> dict[str, Any]:
     """``processes`` probes at once (like uvicorn workers); images/s is their sum."""
-    cmd = [sys.executable, "-m", "product_classifier.benchmarks.load.probe", str(model)]
+    cmd = [sys.executable, "-m", "benchmarks.load.probe", str(model)]
     cmd += ["--batch", str(batch), "--threads", str(threads), "--seconds", str(seconds)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    env = child_env()
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)
+    ]
     results = []
     for proc in procs:
         out, _ = proc.communicate(timeout=seconds + 120)

@@ -3,7 +3,7 @@
 Locust patches the standard library with gevent when it is imported, so it lives in this
 subprocess and never in the runner (whose threads sample the server). Usage::
 
-    python -m product_classifier.benchmarks.load.driver SPEC.json OUT.json
+    python -m benchmarks.load.driver SPEC.json OUT.json
 
 SPEC: ``{"host", "batch_files", "scenarios": [{"name", "weights": {"png": 1, ...},
 "steps": [{"users", "seconds", "rate_per_user", "warmup_s"}], "bucket_s"}]}``. Every request is
@@ -27,8 +27,8 @@ from typing import Any  # noqa: E402
 import gevent  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
-from product_classifier.benchmarks.load.locustfile import make_user, pool  # noqa: E402
-from product_classifier.benchmarks.load.stats import Record, buckets, summarize  # noqa: E402
+from benchmarks.load.locustfile import make_user, pool  # noqa: E402
+from benchmarks.load.stats import Record, buckets, summarize  # noqa: E402
 
 
 class Recorder:

@@ -1,4 +1,4 @@
-"""`product-classifier benchmark inference`: PyTorch eager vs ONNX FP32 vs ONNX INT8 on CPU.
+"""`python -m benchmarks inference` (make benchmark): PyTorch eager vs ONNX FP32 vs INT8 on CPU.
 
 Writes the JSON report and the generated sections of docs/benchmarks.md (between their
 markers; the rest of the file is kept). ``--session-sweep`` measures onnxruntime session
@@ -66,7 +66,7 @@ def inference(
     ] = False,
 ) -> None:
     """Size, load time, peak RSS, batch-1 latency and throughput of each runtime."""
-    from product_classifier.benchmarks.inference import (
+    from benchmarks.inference import (
         BenchmarkConfig,
         WorkerError,
         run_benchmark,

@@ -31,11 +31,20 @@ def hey_path() -> str | None:
 
 
 def hey_command(
-    url: str, body: Path, content_type: str, seconds: float, connections: int
+    url: str,
+    body: Path,
+    content_type: str,
+    seconds: float,
+    connections: int,
+    rate_per_connection: float = 0.0,
 ) -> list[str]:
+    """``rate_per_connection`` > 0: hey's ``-q`` (each connection waits so as to send at most
+    that many requests per second), so ``connections`` x ``rate`` is a steady total rate."""
     hey = hey_path() or "hey"
     duration = f"{max(seconds, 0.1):g}s"
     args = ["-z", duration, "-c", str(connections), "-m", "POST", "-D", str(body)]
+    if rate_per_connection > 0:
+        args += ["-q", f"{rate_per_connection:g}"]
     return [hey, *args, "-T", content_type, url]
 
 
@@ -85,9 +94,10 @@ def run_hey(
     *,
     seconds: float,
     connections: int,
+    rate_per_connection: float = 0.0,
     images: int = 1,
 ) -> dict[str, Any]:
-    cmd = hey_command(url, body, content_type, seconds, connections)
+    cmd = hey_command(url, body, content_type, seconds, connections, rate_per_connection)
     t0 = time.time()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=False)
     t1 = time.time()

@@ -1,11 +1,13 @@
-"""The whole load test: servers, scenarios, resource sampling, baseline, report.
+"""The whole load test: servers, scenarios, resource sampling, peers, report.
 
-For each server under test (the tuned service, the naive baseline and the service on a trivial
-model, which isolates the HTTP cost) the runner times cold starts, keeps one instance running,
-samples its process tree (``monitor``), drives the Locust scenarios through ``driver`` in a
-subprocess and the acceptance ``hey`` run, then stops it. Results go to JSON and Markdown
-(``report``). Durations are options, so the same code runs for 30 minutes or, with
-``smoke=True``, for a few seconds.
+For each server under test (the service with its default model and with the INT8 model alone,
+its peers from ``peers.py``, PyTorch eager as an extra row and the service on a trivial model,
+which isolates the HTTP cost) the runner times cold starts, keeps one instance running,
+samples its process tree (``monitor``) and drives the same ``hey`` scenarios against each
+(``PEER_PLAN``: one connection, 64 connections, a steady 100 req/s, 600x600 JPEGs). The
+service also gets the Locust scenarios (``driver``, in a subprocess): batch endpoint, mix,
+ramp and soak. Results go to JSON and Markdown (``report``). Durations are options, so the
+same code runs for ten minutes or, with ``smoke=True``, for a few seconds.
 """
 
 from __future__ import annotations
@@ -27,14 +29,14 @@ from typing import Any
 import httpx
 import numpy as np
 
-from product_classifier.benchmarks.load import hey as hey_mod
-from product_classifier.benchmarks.load.monitor import TreeMonitor
-from product_classifier.benchmarks.load.payloads import CONTENT_TYPE, build_pool, sample_test_images
-from product_classifier.benchmarks.load.server import ServerProcess, free_port, start_server
+from benchmarks import REPO_ROOT, child_env
+from benchmarks.load import hey as hey_mod
+from benchmarks.load.monitor import TreeMonitor
+from benchmarks.load.payloads import CONTENT_TYPE, build_pool, sample_test_images
+from benchmarks.load.peers import ALL_PEERS, Peer, peers
+from benchmarks.server import SERVICE_ENV_PREFIX, ServerProcess, free_port, start_server
 
 Log = Callable[[str], None]
-
-SERVICE_ENV_PREFIX = "PRODUCT_CLASSIFIER_"
 
 
 @dataclass
@@ -84,37 +86,86 @@ def service_default_model() -> Path:
     return Path(ServeSettings().model_path)
 
 
+def released_checkpoint(model: Path | None = None) -> Path:
+    """The checkpoint the released model was exported from: the teacher its card names for the
+    cascade's first stage (the released model itself), else ``make train-release``'s."""
+    from product_classifier.inference.errors import ModelLoadError
+    from product_classifier.inference.model_card import default_card_path, load_model_card
+
+    card = default_card_path(model or service_default_model())
+    try:
+        teacher = load_model_card(card).get("cascade", {}).get("first", {}).get("teacher")
+    except (ModelLoadError, AttributeError):  # no card, or another shape: the plain path
+        teacher = None
+    return Path(teacher) if teacher else Path("runs/release/best.pt")
+
+
+@dataclass(frozen=True)
+class HeyScenario:
+    """One ``hey`` run: every server under test gets the same ones (``PEER_PLAN``)."""
+
+    payload: str  # png, jpeg or hard (a PNG the cascade's first stage always escalates)
+    connections: int  # 0: LoadOptions.hey_connections
+    rate_per_connection: float  # hey -q; 0: as fast as answers come (closed loop)
+    duration: str  # which LoadOptions field holds its seconds
+
+
+def hey_scenarios(opts: LoadOptions) -> dict[str, HeyScenario]:
+    rate_conns = opts.rate_connections
+    return {
+        "warmup": HeyScenario("png", 8, 0.0, "warmup_s"),
+        "seq_png": HeyScenario("png", 1, 0.0, "seq_s"),
+        "hey_png": HeyScenario("png", 0, 0.0, "hey_s"),
+        "rate_png": HeyScenario("png", rate_conns, opts.steady_rps / rate_conns, "steady_s"),
+        "hey_jpeg": HeyScenario("jpeg", 0, 0.0, "hey_s"),
+        "hey_png_hard": HeyScenario("hard", 0, 0.0, "hey_s"),
+    }
+
+
+# What every server under test runs, in this order, on one warm instance (the warm-up's
+# figures are dropped): the comparison with the peers is made of these.
+PEER_PLAN: tuple[str, ...] = ("warmup", "seq_png", "hey_png", "rate_png", "hey_jpeg")
+
+
 @dataclass
 class LoadOptions:
     model: Path = field(default_factory=service_default_model)
     # Other model variants of the same files, measured with a short plan (serving/settings.py
     # MODEL_VARIANTS; e.g. the INT8 model alone, without the cascade's first stage).
     extra_variants: tuple[str, ...] = ("int8",)
-    baseline_checkpoint: Path | None = Path("runs/release/best.pt")
+    # PyTorch eager on the released model's checkpoint (an extra row; skipped when absent).
+    baseline_checkpoint: Path | None = field(default_factory=lambda: released_checkpoint())
+    # The peers (peers.py), each serving ``model`` with ONNX Runtime; all of them by default.
+    peers: tuple[str, ...] = ALL_PEERS
+    peers_dir: Path = Path(".venv-peers")
     out_dir: Path = Path("reports/performance")
     docs: Path | None = Path("docs/performance.md")
+    # The raw JSON of the run, committed next to the doc (the dated copies stay in out_dir).
+    evidence: Path | None = Path("docs/evidence/loadtest.json")
     img_dir: Path = Path("docs/img")
     settings: TunedSettings = field(default_factory=lambda: TUNED)
     steady_rps: float = 100.0
+    rate_connections: int = 10
     steady_users: int = 50
-    steady_s: float = 60.0
-    ramp_users: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    ramp_step_s: float = 5.0
-    saturation_s: float = 20.0
+    steady_s: float = 10.0
+    seq_s: float = 5.0
+    warmup_s: float = 1.0
+    ramp_users: tuple[int, ...] = (1, 8, 64)
+    ramp_step_s: float = 3.0
+    saturation_s: float = 8.0
     jpeg_users: int = 32
     batch_users: int = 4
     batch_files: int = 64
     mix_users: int = 32
-    hey_s: float = 20.0
+    hey_s: float = 8.0
     hey_connections: int = 64
-    soak_s: float = 600.0
-    baseline_soak_s: float | None = None  # None: same as soak_s
-    soak_bucket_s: float = 60.0
+    soak_s: float = 60.0
+    soak_bucket_s: float = 10.0
     cold_start_runs: int = 3
     http_only: bool = True
-    inference_probe_s: float = 2.0
-    sweep: bool = True
-    sweep_s: float = 10.0
+    inference_probe_s: float = 1.0
+    sweep: bool = False
+    sweep_s: float = 8.0
     sample_interval_s: float = 0.5
     rate_warmup_s: float = 1.0
     smoke: bool = False
@@ -125,9 +176,15 @@ class LoadOptions:
         base = cls(
             out_dir=Path("reports/performance/smoke"),
             docs=Path("reports/performance/smoke/performance.md"),
+            evidence=None,
             img_dir=Path("reports/performance/smoke/img"),
+            # The peer from the project's own venv only: the smoke run needs no `make peers`
+            # (a unit test checks that the full run names every peer).
+            peers=("naive-1",),
             steady_users=10,
             steady_s=1.5,
+            seq_s=0.7,
+            warmup_s=0.3,
             ramp_users=(1, 8),
             ramp_step_s=0.7,
             saturation_s=1.0,
@@ -161,14 +218,6 @@ def _closed(users: int, seconds: float) -> dict[str, Any]:
 
 def _rate(rps: float, users: int, seconds: float, warmup_s: float) -> dict[str, Any]:
     return {"users": users, "seconds": seconds, "rate_per_user": rps / users, "warmup_s": warmup_s}
-
-
-def steady_scenario(opts: LoadOptions, seconds: float) -> dict[str, Any]:
-    return {
-        "name": "steady_png",
-        "weights": {"png": 1},
-        "steps": [_rate(opts.steady_rps, opts.steady_users, seconds, opts.rate_warmup_s)],
-    }
 
 
 def ramp_scenario(opts: LoadOptions) -> dict[str, Any]:
@@ -207,28 +256,28 @@ def _service_cmd(port: int, model: Path) -> list[str]:
     return [*base, "serve", *args]
 
 
-def _naive_cmd(port: int, checkpoint: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "product_classifier.benchmarks.load.naive_server",
-        "--checkpoint",
-        str(checkpoint),
-        "--port",
-        str(port),
-    ]
+def _torch_cmd(port: int, checkpoint: Path) -> list[str]:
+    module = [sys.executable, "-m", "benchmarks.load.naive_server"]
+    return [*module, "--checkpoint", str(checkpoint), "--port", str(port)]
+
+
+Plan = list[list[dict[str, Any]] | str]
 
 
 @dataclass
 class Target:
-    label: str  # tuned, baseline, http_only
+    label: str  # tuned, extra, baseline, http_only, peer, sweep
     description: str
     command: Callable[[int], list[str]]
     env: dict[str, str]
     model: str = ""
     variant: str = ""
-    # Plans may run "hey_hard" (an image the cascade always escalates) when this is set.
+    # Plans may run "hey_png_hard" (an image the cascade always escalates) when this is set.
     hard_body: bytes | None = None
+    ready_path: str = "/ready"
+    cwd: Path | None = None
+    peer: str = ""  # peers.py key
+    version: str | None = None
 
 
 class Runner:
@@ -243,7 +292,13 @@ class Runner:
         port = free_port()
         log_path = self.workdir / f"{target.label}-{port}.log"
         return start_server(
-            target.label, target.command(port), port=port, log_path=log_path, env=target.env
+            target.label,
+            target.command(port),
+            port=port,
+            log_path=log_path,
+            env=target.env,
+            cwd=target.cwd,
+            ready_path=target.ready_path,
         )
 
     def cold_starts(self, target: Target, runs: int) -> tuple[list[float], ServerProcess]:
@@ -263,12 +318,13 @@ class Runner:
         spec_path.write_text(json.dumps(spec))
         out_path.unlink(missing_ok=True)
         budget = sum(s["seconds"] + s.get("warmup_s", 0) for sc in scenarios for s in sc["steps"])
-        cmd = [sys.executable, "-m", "product_classifier.benchmarks.load.driver"]
+        cmd = [sys.executable, "-m", "benchmarks.load.driver"]
         done = subprocess.run(
             [*cmd, str(spec_path), str(out_path)],
             capture_output=True,
             text=True,
             timeout=budget + 300,
+            env=child_env(),
             check=False,
         )
         if done.returncode != 0 or not out_path.exists():
@@ -276,24 +332,36 @@ class Runner:
         results: list[dict[str, Any]] = json.loads(out_path.read_text())["scenarios"]
         return results
 
-    def hey(
-        self, host: str, seconds: float | None = None, payload: bytes | None = None
-    ) -> dict[str, Any] | None:
-        if hey_mod.hey_path() is None:
-            self.log("  hey not installed (apt-get install -y hey): skipping the hey run")
-            return None
-        body = self.workdir / ("body-png.bin" if payload is None else "body-png-hard.bin")
-        if payload is not None:
-            body.write_bytes(payload)
+    def _body(self, payload: str, hard: bytes | None) -> Path:
+        body = self.workdir / f"body-{payload}.bin"
+        if payload == "hard":
+            assert hard is not None
+            body.write_bytes(hard)
         elif not body.exists():
-            body.write_bytes(build_pool(png_count=1, jpeg_count=0, batch_count=0).png[0])
-        return hey_mod.run_hey(
+            pool = build_pool(png_count=1, jpeg_count=1, batch_count=0)
+            body.write_bytes(pool.png[0] if payload == "png" else pool.jpeg[0])
+        return body
+
+    def hey(
+        self, host: str, name: str, seconds: float | None = None, hard: bytes | None = None
+    ) -> dict[str, Any]:
+        """The ``hey_scenarios`` entry ``name`` against ``host`` (``seconds``: the sweep's)."""
+        if hey_mod.hey_path() is None:
+            raise RuntimeError("hey is not installed (apt-get install -y hey)")
+        sc = hey_scenarios(self.opts)[name]
+        duration = float(getattr(self.opts, sc.duration))
+        if seconds is not None and name != "warmup":
+            duration = seconds
+        result = hey_mod.run_hey(
             f"{host}/v1/predict",
-            body,
+            self._body(sc.payload, hard),
             CONTENT_TYPE,
-            seconds=seconds if seconds is not None else self.opts.hey_s,
-            connections=self.opts.hey_connections,
+            seconds=duration,
+            connections=sc.connections or self.opts.hey_connections,
+            rate_per_connection=sc.rate_per_connection,
         )
+        result["name"] = name
+        return result
 
     @staticmethod
     def _attach(result: dict[str, Any], monitor: TreeMonitor) -> dict[str, Any]:
@@ -312,7 +380,7 @@ class Runner:
         cold_runs: int,
         hey_s: float | None = None,
     ) -> dict[str, Any]:
-        """``plan``: lists of Locust scenarios, or ``"hey"``, in order."""
+        """``plan``: lists of Locust scenarios, or ``hey_scenarios`` names, in order."""
         self.log(f"[{target.label}] {target.description}")
         cold, server = self.cold_starts(target, cold_runs)
         self.log(f"  cold start: {', '.join(f'{c:.2f} s' for c in cold)}")
@@ -320,16 +388,16 @@ class Runner:
         scenarios: dict[str, Any] = {}
         try:
             for item in plan:
-                if item in ("hey", "hey_hard"):
-                    hard = item == "hey_hard"
-                    if hard and target.hard_body is None:
+                if isinstance(item, str):
+                    if item == "hey_png_hard" and target.hard_body is None:
                         continue
-                    result = self.hey(server.base_url, hey_s, target.hard_body if hard else None)
-                    if result is not None:
-                        name = "hey_png_hard" if hard else "hey_png"
+                    result = self.hey(server.base_url, item, hey_s, target.hard_body)
+                    if item == "warmup":
+                        continue
+                    if target.label in ("tuned", "extra"):
                         result["cascade"] = _cascade_counters(server.base_url)
-                        scenarios[name] = self._attach(result, monitor)
-                        self._log_stats(name, result)
+                    scenarios[item] = self._attach(result, monitor)
+                    self._log_stats(item, result)
                     continue
                 assert isinstance(item, list)
                 for result in self.drive(server.base_url, item):
@@ -347,6 +415,8 @@ class Runner:
             soak["rss_series"] = monitor.series(soak["t0"], soak["t1"])
         return {
             "label": target.label,
+            "peer": target.peer,
+            "version": target.version,
             "model": target.model,
             "variant": target.variant,
             "description": target.description,
@@ -370,43 +440,30 @@ class Runner:
 
     # -- the plans ----------------------------------------------------------------------------
 
-    def full_plan(self, soak_s: float) -> list[list[dict[str, Any]] | str]:
+    def full_plan(self) -> Plan:
+        """The service with its default model: the peers' plan, its worst case, then the
+        scenarios only it has (batch endpoint, mix) and the ramp and soak."""
         o = self.opts
         return [
-            [steady_scenario(o, o.steady_s), ramp_scenario(o)],
-            "hey",
-            "hey_hard",
+            *PEER_PLAN,
+            "hey_png_hard",
             [
-                saturation_scenario("saturation_jpeg", {"jpeg": 1}, o.jpeg_users, o.saturation_s),
                 saturation_scenario("batch", {"batch": 1}, o.batch_users, o.saturation_s),
                 saturation_scenario(
                     "mix", {"png": 7, "jpeg": 2, "batch": 1}, o.mix_users, o.saturation_s
                 ),
-                soak_scenario(o, soak_s),
+                ramp_scenario(o),
+                soak_scenario(o, o.soak_s),
             ],
         ]
 
-    def extra_plan(self) -> list[list[dict[str, Any]] | str]:
+    def extra_plan(self) -> Plan:
         o = self.opts
-        return [
-            [steady_scenario(o, min(o.steady_s, 30.0))],
-            "hey",
-            [
-                saturation_scenario("saturation_jpeg", {"jpeg": 1}, o.jpeg_users, o.saturation_s),
-                saturation_scenario("batch", {"batch": 1}, o.batch_users, o.saturation_s),
-            ],
-        ]
+        batch = saturation_scenario("batch", {"batch": 1}, o.batch_users, o.saturation_s)
+        return [*PEER_PLAN, [batch]]
 
-    def http_only_plan(self) -> list[list[dict[str, Any]] | str]:
-        o = self.opts
-        last = max(o.ramp_users)
-        return [
-            [
-                steady_scenario(o, min(o.steady_s, 30.0)),
-                saturation_scenario("saturation_png", {"png": 1}, last, o.saturation_s),
-            ],
-            "hey",
-        ]
+    def http_only_plan(self) -> Plan:
+        return ["warmup", "hey_png", "rate_png"]
 
     def tuned_target(
         self, settings: TunedSettings, model: Path, label: str, variant: str | None = None
@@ -429,7 +486,7 @@ class Runner:
     # -- the whole run ------------------------------------------------------------------------
 
     def inference_only(self, model: Path) -> list[dict[str, Any]]:
-        from product_classifier.benchmarks.load import probe
+        from benchmarks.load import probe
 
         o = self.opts
         batches = (1, 16) if o.smoke else (1, 8, 16, 32, 64)
@@ -451,12 +508,7 @@ class Runner:
 
     def run_sweep(self) -> list[dict[str, Any]]:
         o = self.opts
-        # hey for the 64-connection PNG figure: Locust itself would eat a core at that rate.
-        plan: list[list[dict[str, Any]] | str] = [
-            [steady_scenario(o, o.sweep_s)],
-            "hey",
-            [saturation_scenario("saturation_jpeg", {"jpeg": 1}, o.jpeg_users, o.sweep_s)],
-        ]
+        plan: Plan = ["warmup", "rate_png", "hey_png", "hey_jpeg"]
         rows = []
         for settings in SWEEP:
             target = self.tuned_target(settings, o.model, "sweep")
@@ -464,8 +516,38 @@ class Runner:
             rows.append({**result, "settings": asdict(settings), "label": settings.label()})
         return rows
 
+    def peer_targets(self) -> list[Target]:
+        """The configured peers; raises before anything runs when one is not installed."""
+        from product_classifier.serving.settings import usable_cores
+
+        o = self.opts
+        known = peers(usable_cores())
+        unknown = [key for key in o.peers if key not in known]
+        if unknown:
+            raise ValueError(f"unknown peers {unknown}; known: {', '.join(known)}")
+        chosen: list[Peer] = [known[key] for key in o.peers]
+        missing = [m for m in (peer.missing(o.peers_dir) for peer in chosen) if m]
+        if missing:
+            raise RuntimeError("; ".join(missing))
+        return [
+            Target(
+                "peer",
+                f"{peer.name}, {o.model.name} with ONNX Runtime",
+                functools.partial(peer.command, o.peers_dir),
+                peer.env(o.model),
+                str(o.model),
+                "int8",
+                ready_path=peer.ready_path,
+                cwd=REPO_ROOT,
+                peer=peer.key,
+                version=peer.version(o.peers_dir),
+            )
+            for peer in chosen
+        ]
+
     def run(self) -> dict[str, Any]:
         o = self.opts
+        peer_targets = self.peer_targets()
         started = time.time()
         load_start = os.getloadavg()
         results: dict[str, Any] = {
@@ -475,6 +557,7 @@ class Runner:
             "machine": machine_info(),
             "loadavg_start": load_start,
         }
+        results["service_settings"] = service_settings(o.settings)
         self.log(f"load average at start: {load_start}")
         self.log("[inference only]")
         results["inference_only"] = self.inference_only(o.model)
@@ -485,35 +568,31 @@ class Runner:
         if o.sweep:
             results["sweep"] = self.run_sweep()
         results["tuned"] = self.measure(
-            self.tuned_target(o.settings, o.model, "tuned"),
-            self.full_plan(o.soak_s),
-            o.cold_start_runs,
+            self.tuned_target(o.settings, o.model, "tuned"), self.full_plan(), o.cold_start_runs
         )
         results["extra_models"] = [
             self.measure(self.tuned_target(o.settings, o.model, "extra", v), self.extra_plan(), 1)
             for v in o.extra_variants
         ]
-        if o.http_only:
-            trivial = self._trivial_model()
-            results["http_only"] = self.measure(
-                self.tuned_target(o.settings, trivial, "http_only"), self.http_only_plan(), 1
-            )
+        results["peers"] = [self.measure(t, list(PEER_PLAN), 1) for t in peer_targets]
         if o.baseline_checkpoint is not None:
             if o.baseline_checkpoint.exists():
                 checkpoint = o.baseline_checkpoint
                 target = Target(
                     "baseline",
                     f"naive FastAPI + PyTorch eager, one image per call ({checkpoint})",
-                    lambda port: _naive_cmd(port, checkpoint),
-                    {},
+                    lambda port: _torch_cmd(port, checkpoint),
+                    {"PYTHONPATH": child_env()["PYTHONPATH"]},
                 )
-                soak_s = o.baseline_soak_s if o.baseline_soak_s is not None else o.soak_s
-                results["baseline"] = self.measure(
-                    target, self.full_plan(soak_s), o.cold_start_runs
-                )
+                results["baseline"] = self.measure(target, list(PEER_PLAN), 1)
             else:
                 self.log(f"baseline checkpoint {o.baseline_checkpoint} not found: no baseline")
                 results["baseline_missing"] = str(o.baseline_checkpoint)
+        if o.http_only:
+            trivial = self._trivial_model()
+            results["http_only"] = self.measure(
+                self.tuned_target(o.settings, trivial, "http_only"), self.http_only_plan(), 1
+            )
         results["loadavg_end"] = os.getloadavg()
         results["wall_s"] = time.time() - started
         self.log(f"load average at end: {results['loadavg_end']}")
@@ -529,6 +608,26 @@ class Runner:
         model = build_contract_model(self.workdir / "trivial" / "model.onnx", seed=0)
         write_model_card(model)
         return model
+
+
+def service_settings(tuned: TunedSettings) -> dict[str, Any]:
+    """The measured service's batching and process settings: its defaults (not this
+    process's environment, which the servers do not inherit) with ``tuned`` on top."""
+    from product_classifier.serving.settings import ServeSettings
+
+    overrides = {k: v for k, v in asdict(tuned).items() if v is not None}
+    s = ServeSettings.model_construct(**overrides)
+    return {
+        "model_variant": s.model_variant,
+        "workers": f"{s.workers} (resolved: {s.resolved_workers})",
+        "intra_op_threads": s.intra_op_threads,
+        "inter_op_threads": s.inter_op_threads,
+        "model_concurrency": f"{s.model_concurrency} (resolved: {s.batch_concurrency})",
+        "max_batch_size": s.max_batch_size,
+        "max_wait_ms": s.max_wait_ms,
+        "queue_size": s.queue_size,
+        "access_log": s.access_log,
+    }
 
 
 def _default_variant() -> str:
