@@ -250,3 +250,29 @@ def test_metrics_follow_the_client_a_trusted_proxy_names(
     for headers in refused:
         response = client.get("/metrics", headers=headers)
         assert response.status_code == 403, (headers, response.text)
+
+
+def test_an_operator_metrics_directory_keeps_what_it_holds(
+    server_factory: Callable[..., LiveServer], contract_model: Path, tmp_path: Path
+) -> None:
+    """Two workers with the operator's PROMETHEUS_MULTIPROC_DIR: the service writes to a
+    directory of its own inside it and never deletes files it did not create (another
+    service's live metrics look just like stale ones)."""
+    shared = tmp_path / "shared-metrics"
+    shared.mkdir()
+    foreign = {"counter_4242.db": b"another service's counters", "notes.txt": b"mine"}
+    for name, data in foreign.items():
+        (shared / name).write_bytes(data)
+    live = server_factory(
+        contract_model,
+        {"PRODUCT_CLASSIFIER_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(shared)},
+    )
+    client = live.client()
+    assert client.post("/v1/predict", files={"file": ("a.png", png())}).status_code == 200
+    assert "http_requests_total" in client.get("/metrics").text
+    own = [p for p in shared.iterdir() if p.is_dir()]
+    assert len(own) == 1 and own[0].name.startswith("product-classifier-")
+    assert any(p.suffix == ".db" for p in own[0].iterdir())  # the workers write there
+    assert live.stop() == 0
+    assert {name: (shared / name).read_bytes() for name in foreign} == foreign
+    assert not own[0].exists()  # its own directory goes with it
