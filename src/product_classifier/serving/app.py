@@ -23,6 +23,7 @@ from product_classifier.inference.errors import ModelLoadError
 from product_classifier.inference.model_card import VerifiedModel, load_verified_model
 from product_classifier.inference.predictor import PredictorOptions
 from product_classifier.serving.admission import InFlightLimitMiddleware
+from product_classifier.serving.drain import Drain, install_drain, nothing_to_undo
 from product_classifier.serving.errors import install_error_handlers
 from product_classifier.serving.fast_predict import FastPathStats, FastPredictMiddleware
 from product_classifier.serving.middleware import RequestContextMiddleware
@@ -88,11 +89,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout_s=settings.inference_timeout_s,
     )
     await batcher.start()
+    undo_drain = nothing_to_undo
     try:
         service = ModelService(model, batcher, settings)
         await service.warmup()
         app.state.service = service
         app.state.ready = True
+        # SIGTERM from now on drains first (serving/drain.py); before, there is nothing to drain.
+        undo_drain = install_drain(app.state.drain, settings.drain_s, loop)
         logger.info(
             "ready: %s (model_version=%s, sha256 %s) on %s",
             settings.model_path,
@@ -102,6 +106,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         yield
     finally:
+        undo_drain()
         app.state.ready = False
         # In-flight requests finish before the worker exits; a hung model call is given up
         # after the inference deadline (its requests have had their 504 by then).
@@ -124,6 +129,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.ready = False
     app.state.service = None
+    app.state.drain = Drain()  # active from SIGTERM on: /ready 503, Connection: close
     install_error_handlers(app)
     # Innermost, so everything below still wraps the lean predict path.
     app.state.fast_path = FastPathStats()
@@ -149,6 +155,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         RequestContextMiddleware,
         max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
         path_limits={BATCH_PATH: settings.max_batch_upload_bytes + MULTIPART_OVERHEAD_BYTES},
+        drain=app.state.drain,
+        discard_bytes=settings.discard_oversize_bytes,
+        discard_timeout_s=settings.body_timeout_s,
     )
     app.include_router(build_router(settings))
     app.include_router(build_ui_router())

@@ -3,13 +3,22 @@
 * request id: ``X-Request-ID`` when it looks sane, else a fresh 32-hex-digit id (a random
   per-process prefix and a counter: unique like a uuid4, 0.5 us instead of 4); stored in
   ``scope["state"]["request_id"]`` (``request.state.request_id``) and echoed in the response;
-* body size limit: a declared ``Content-Length`` over the limit is refused before reading a
-  byte, and the body is counted while it streams in (chunked uploads have no length);
+* body size limit: a declared ``Content-Length`` over the limit is refused without parsing
+  the body, and the body is counted while it streams in (chunked uploads have no length).
+  Clients such as urllib and requests send a whole body before they read: closing the
+  connection on unread bytes resets it and they never see the 413. So a declared body up to
+  ``discard_bytes`` is read and dropped first (a larger one, or one whose client waits for
+  ``100 Continue``, is answered at once) and the connection then closed. A chunked body is
+  answered as soon as it passes the limit; on a keep-alive connection uvicorn drops the rest;
+* drain: while the worker drains after SIGTERM (serving/drain.py), every response carries
+  ``Connection: close``, so keep-alive clients reconnect (elsewhere, once the load balancer
+  has caught up) instead of being cut off when the worker exits;
 * last-resort error handling: anything unexpected is logged and answered with a JSON 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -19,17 +28,22 @@ import secrets
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from product_classifier.serving.drain import Drain
 from product_classifier.serving.errors import ApiError, error_response
 
 logger = logging.getLogger(__name__)
 
 _REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_CONNECTION_CLOSE = (b"connection", b"close")
 
 
 class PayloadTooLargeError(ApiError):
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, close: bool = False) -> None:
         super().__init__(
-            413, "payload_too_large", f"the request body is larger than the limit of {limit} bytes"
+            413,
+            "payload_too_large",
+            f"the request body is larger than the limit of {limit} bytes",
+            {"Connection": "close"} if close else None,
         )
 
 
@@ -53,11 +67,21 @@ class RequestIds:
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, path_limits: dict[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        path_limits: dict[str, int] | None = None,
+        drain: Drain | None = None,
+        discard_bytes: int = 0,
+        discard_timeout_s: float = 60.0,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.path_limits = path_limits or {}
+        self.drain = drain if drain is not None else Drain()
+        self.discard_bytes = discard_bytes
+        self.discard_timeout_s = discard_timeout_s
         self._ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,11 +91,14 @@ class RequestContextMiddleware:
 
         raw_id: bytes | None = None
         declared: bytes | None = None
+        expect: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 raw_id = value
             elif name == b"content-length":
                 declared = value
+            elif name == b"expect":
+                expect = value
         if raw_id is not None and _REQUEST_ID_OK.fullmatch(raw_id):
             request_id = raw_id.decode("ascii")
         else:
@@ -82,18 +109,26 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         id_header = (b"x-request-id", request_id.encode("ascii"))
         started = False
+        drain = self.drain
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", ()), id_header]
+                headers = [*message.get("headers", ()), id_header]
+                if drain.active and _CONNECTION_CLOSE not in headers:
+                    headers.append(_CONNECTION_CLOSE)  # uvicorn closes after this response
+                message["headers"] = headers
             await send(message)
 
         limit = self.path_limits.get(scope["path"], self.max_body_bytes)
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            # Refuse before reading: a 1 GB upload costs us nothing.
-            await self._respond(scope, receive, send_with_id, PayloadTooLargeError(limit))
+            # A client waiting for "100 Continue" has not sent the body: answer at once. Others
+            # may be sending it all before they read: drop it first (bounded), then close.
+            if expect is None and int(declared) <= self.discard_bytes:
+                await self._discard(receive)
+            error = PayloadTooLargeError(limit, close=True)
+            await self._respond(scope, receive, send_with_id, error)
             return
 
         received = 0
@@ -123,7 +158,26 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send_with_id)
 
+    async def _discard(self, receive: Receive) -> None:
+        """Read and drop a body, up to ``discard_bytes`` in ``discard_timeout_s``.
+
+        Bounded both ways, so a huge or slow upload costs at most that much reading (never
+        memory: each chunk is dropped) before the 413 and the close.
+        """
+        received = 0
+        try:
+            async with asyncio.timeout(self.discard_timeout_s):
+                while received <= self.discard_bytes:
+                    message = await receive()
+                    if message["type"] != "http.request" or not message.get("more_body", False):
+                        return
+                    received += len(message.get("body", b""))
+        except TimeoutError:
+            return
+
     @staticmethod
     async def _respond(scope: Scope, receive: Receive, send: Send, exc: ApiError) -> None:
-        response = error_response(Request(scope), exc.status_code, exc.code, exc.message)
+        response = error_response(
+            Request(scope), exc.status_code, exc.code, exc.message, exc.headers
+        )
         await response(scope, receive, send)

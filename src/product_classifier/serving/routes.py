@@ -44,6 +44,11 @@ async def health() -> JSONResponse:
 
 async def ready(request: Request) -> JSONResponse:
     """Readiness: 200 once the model is loaded, verified and warmed up, else 503."""
+    if request.app.state.drain.active:  # SIGTERM: leave the load balancer (serving/drain.py)
+        retry = str(request.app.state.settings.retry_after_s)
+        return error_response(
+            request, 503, "not_ready", "the service is shutting down", {"Retry-After": retry}
+        )
     service: ModelService | None = request.app.state.service
     if service is None or not request.app.state.ready:
         retry = str(request.app.state.settings.retry_after_s)

@@ -198,6 +198,27 @@ class ServeSettings(BaseSettings):
         le=3600,
         description="Seconds a client has to send its whole request body; slower: 408.",
     )
+    discard_oversize_bytes: int = Field(
+        128 * MIB,
+        ge=0,
+        le=16 * 1024 * MIB,
+        description="A request body whose Content-Length is over the limit is read and "
+        "dropped up to this size (within body_timeout_s) before the 413, so clients that send "
+        "the whole body before reading (urllib, requests) get the JSON instead of a connection "
+        "reset; larger bodies and 'Expect: 100-continue' requests get the 413 at once. "
+        "0: never read.",
+    )
+
+    # Shutdown (serving/drain.py).
+    drain_s: float = Field(
+        20.0,
+        ge=0.0,
+        le=600.0,
+        description="On SIGTERM: seconds each worker keeps serving with /ready at 503 and "
+        "'Connection: close' on every response, so load balancers move clients elsewhere "
+        "first; then in-flight requests finish and it exits. Default: Kubernetes' 30 s grace "
+        "period less 10 s for that. Keep the orchestrator's grace period above it. 0: no drain.",
+    )
 
     # Observability (serving/observability.py, serving/metrics.py, serving/logging_config.py).
     log_format: Literal["json", "text"] = Field(
