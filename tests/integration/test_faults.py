@@ -148,7 +148,7 @@ def test_sigterm_under_load_lets_in_flight_requests_finish(
         except httpx.HTTPError as exc:
             results[name] = repr(exc)
 
-    def batched(name: str) -> None:  # waits up to 300 ms in the micro-batcher
+    def batched(name: str) -> None:  # may be held up to 300 ms while another call runs
         try:
             with httpx.Client(base_url=live.base_url, timeout=30) as client:
                 response = client.post("/v1/predict", files={"file": ("a.png", png())})
