@@ -413,8 +413,15 @@ def test_a_dead_worker_is_reported_restarted_and_serves_what_was_queued(how: str
     events: list[str] = []
 
     async def scenario() -> tuple[list[np.ndarray], float]:
-        batcher = MicroBatcher(model, restart_delay_s=0.0)
-        batcher.on_worker_died = lambda error: events.append(f"died:{error!r}")
+        # A minute of restart delay: the dead state lasts until the test restarts it itself.
+        batcher = MicroBatcher(model, restart_delay_s=60.0)
+        died = asyncio.Event()
+
+        def on_died(error: BaseException | None) -> None:
+            events.append(f"died:{error!r}")
+            died.set()
+
+        batcher.on_worker_died = on_died
         batcher.on_worker_restarted = lambda: events.append("restarted")
         await batcher.start()
         try:
@@ -422,7 +429,6 @@ def test_a_dead_worker_is_reported_restarted_and_serves_what_was_queued(how: str
             if how == "cancelled":
                 assert batcher._worker is not None
                 batcher._worker.cancel()
-                await spin(3)
             else:
                 dispatch = batcher._dispatch
 
@@ -432,13 +438,15 @@ def test_a_dead_worker_is_reported_restarted_and_serves_what_was_queued(how: str
 
                 batcher._dispatch = crash  # type: ignore[method-assign]
                 queued = batcher.submit(item(1))  # popped by nobody: the worker dies first
-                await spin(3)
+            await died.wait()
             assert not batcher.healthy
             assert "worker died" in (batcher.health_problem() or "")
             with pytest.raises(BatcherClosedError, match="restarting"):
                 batcher.submit(item(9))  # refused fast (503) while there is no worker
-            while not batcher.healthy:
-                await asyncio.sleep(0.001)
+            assert batcher._restart is not None  # the scheduled restart, run now
+            batcher._restart.cancel()
+            batcher._restart_worker()
+            assert batcher.healthy
             results = [await batcher.predict(item(2))]
             if how == "exception":
                 results.insert(0, await queued)
