@@ -258,3 +258,10 @@ def test_cascade_stage_counts_add_up_across_workers(tmp_path: Path) -> None:
     done = subprocess.run(scrape, env=env, check=True, timeout=60, text=True, capture_output=True)
     assert 'cascade_images_total{stage="student"} 10.0' in done.stdout
     assert 'cascade_images_total{stage="full"} 2.0' in done.stdout
+
+
+def test_the_stage_labels_are_the_cascades() -> None:
+    from product_classifier.inference.cascade import STAGES
+    from product_classifier.serving.metrics import CASCADE_STAGES
+
+    assert CASCADE_STAGES == STAGES

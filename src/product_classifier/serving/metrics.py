@@ -40,7 +40,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from product_classifier.inference.cascade import STAGES
 from product_classifier.resources import available_cpus
 from product_classifier.serving import observability_multiprocess as mp
 
@@ -55,6 +54,8 @@ INFERENCE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 UNKNOWN = "unknown"
+# inference/cascade.py STAGES, in its hook's order (a copy: this module stays free of numpy).
+CASCADE_STAGES = ("student", "full")
 
 
 class ProcessCollector(Collector):
@@ -202,7 +203,7 @@ class ServiceMetrics:
             registry=r,
         )
         # Children resolved once: the hook runs per model call (two series in all).
-        self._stage_children = tuple(self.cascade_images.labels(stage) for stage in STAGES)
+        self._stage_children = tuple(self.cascade_images.labels(stage) for stage in CASCADE_STAGES)
         self.model_info = Gauge(
             "model_info",
             "The model being served (value 1).",
