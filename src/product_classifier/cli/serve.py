@@ -1,8 +1,11 @@
 """`product-classifier serve`: run the FastAPI service under uvicorn.
 
 Settings come from ``PRODUCT_CLASSIFIER_*`` env vars; the options here override them. They are
-validated, and the model is loaded and verified once, before uvicorn starts, so a mistake ends
-with one readable paragraph and exit code 2 instead of a traceback from every worker.
+validated, and the model files are checked (present, card readable, sha256 as the card says,
+an ONNX protobuf) before uvicorn starts, so a mistake ends with one readable paragraph and exit
+code 2 instead of a traceback from every worker. The check builds no onnxruntime session: the
+workers load the model right after, and loading it here too cost every start about 0.3 s
+(onnxruntime, numpy and two sessions for the cascade; scripts/start_footprint.py measures it).
 """
 
 from __future__ import annotations
@@ -10,14 +13,49 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from product_classifier.serving.settings import ServeSettings
 
 
 def _fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=2)
+
+
+def check_model(settings: ServeSettings) -> None:
+    """Everything about the model files that needs no onnxruntime; raises ModelLoadError.
+
+    The files exist, the card reads, each file's sha256 is the card's (unless verification is
+    off), the cascade's first stage is there, and each file is framed as an ONNX protobuf.
+    """
+    from product_classifier.inference.errors import ModelLoadError
+    from product_classifier.inference.model_card import (
+        cascade_spec,
+        check_model_files,
+        verify_sha256,
+    )
+    from product_classifier.inference.onnx_file import onnx_framing_problem
+
+    model_path = settings.model_path
+    verify = settings.verify_sha256
+    card, card_file, _ = check_model_files(model_path, settings.card_path, verify=verify)
+    files = [model_path]
+    spec = cascade_spec(model_path, card) if settings.model_variant == "cascade" else None
+    if spec is not None:  # as load_verified_model() will check it
+        first = model_path.with_name(str(spec["first"]["file"]))
+        if verify:
+            verify_sha256(first, spec["first"], card_file)
+        elif not first.is_file():
+            raise ModelLoadError(f"cascade first-stage model not found: {first}")
+        files.append(first)
+    for path in files:
+        problem = onnx_framing_problem(path)
+        if problem is not None:
+            raise ModelLoadError(f"{path} is not a usable ONNX model: {problem}")
 
 
 def serve(
@@ -48,7 +86,6 @@ def serve(
 ) -> None:
     """Serve the classifier over HTTP (env vars: PRODUCT_CLASSIFIER_*; see README)."""
     from product_classifier.inference.errors import ModelLoadError
-    from product_classifier.inference.model_card import load_verified_model
     from product_classifier.serving.settings import SettingsError, env_name, load_settings
 
     overrides = {
@@ -63,14 +100,7 @@ def serve(
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     try:
-        # The full load, runtime included: this process is replaced by the server right after
-        # (exec), so the memory it takes here is not kept.
-        load_verified_model(
-            settings.model_path,
-            settings.card_path,
-            verify=settings.verify_sha256,
-            cascade=settings.model_variant == "cascade",
-        )
+        check_model(settings)
     except ModelLoadError as exc:
         hint = ""
         if "sha256" in str(exc) and settings.verify_sha256:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from product_classifier.inference.cascade import CascadePredictor
 from product_classifier.inference.errors import ModelLoadError
 from product_classifier.provenance import sha256_file  # the one sha256 (stdlib imports only)
 from product_classifier.released import missing_model_message
 
-if TYPE_CHECKING:  # the predictor module imports onnxruntime; keep this one light
+if TYPE_CHECKING:  # the predictors import onnxruntime and numpy; keep this one light
+    from product_classifier.inference.cascade import CascadePredictor
     from product_classifier.inference.predictor import OnnxPredictor, PredictorOptions
 
 logger = logging.getLogger(__name__)
@@ -139,6 +139,7 @@ def load_verified_model(
     the card's first-stage model in front (inference/cascade.py) when the card has a cascade
     for this file; its hash is checked the same way. ``cascade_threshold`` overrides the card's.
     """
+    from product_classifier.inference.cascade import CascadePredictor
     from product_classifier.inference.predictor import OnnxPredictor
 
     model_path = Path(model_path)
