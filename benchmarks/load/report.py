@@ -673,6 +673,7 @@ def _relative(path: Path, docs: Path) -> str:
         return str(path)
 
 
+_HEY_PATH = re.compile(r"^\S*/hey ")
 _TEMP_RUN_DIR = re.compile(re.escape(tempfile.gettempdir()) + r"/loadtest-[^/\s]+/")
 
 
@@ -685,5 +686,6 @@ def _lean(value: Any) -> Any:
     if isinstance(value, list):
         return [_lean(v) for v in value]
     if isinstance(value, str):
-        return _TEMP_RUN_DIR.sub("", value.replace(str(REPO_ROOT), "."))
+        value = _HEY_PATH.sub("hey ", value.replace(str(REPO_ROOT), "."))
+        return _TEMP_RUN_DIR.sub("", value)
     return value
