@@ -100,12 +100,33 @@ def decide(rows: dict[str, dict[str, Any]], n: int) -> dict[str, Any]:
     return out
 
 
+def table(result: dict[str, Any]) -> str:
+    """The sweep as a Markdown table (docs/benchmarks.md quotes it)."""
+    from tabulate import tabulate
+
+    header = ["setting (calibration on training images)", "images", "accuracy", "vs FP32",
+              "Shirt P / R", "agreement", "mean abs. logit error", "max prob. error"]  # fmt: skip
+    rows = []
+    for name, r in sorted(result["rows"].items(), key=lambda kv: -kv[1]["agreement"]):
+        shirt_p, shirt_r = r["shirt_precision_recall"]
+        label = f"**{name} (released)**" if name == RELEASED else name
+        rows.append([label, r["settings"]["calibration_size"], f"{100 * r['accuracy']:.2f} %",
+                     f"{r['vs_fp32_pp']:+.2f} pp", f"{shirt_p:.3f} / {shirt_r:.3f}",
+                     f"{100 * r['agreement']:.2f} %", f"{r['mean_abs_logit_error']:.3f}",
+                     f"{r['max_prob_error']:.3f}"])  # fmt: skip
+    return tabulate(rows, header, tablefmt="github", disable_numparse=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     parser.add_argument("--only", nargs="+", choices=sorted(SETTINGS), metavar="NAME")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--table", action="store_true", help="Print --out as Markdown; no run.")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.out.read_text())))
+        return
     card = load_model_card(args.artifacts / "model_card.json")
     model = args.artifacts / card["file"]
     split = fashion_mnist_split(card.get("config", {}).get("data"))
