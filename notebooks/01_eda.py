@@ -83,7 +83,7 @@ ax.set_title("Images per class")
 ax.set_ylim(0, 7500)
 ax.legend(loc="upper center", ncol=2)
 show(fig, "eda-class-balance")
-table(["class", "train", "test"], zip(CLASS_NAMES, train_counts, test_counts))
+table(["class", "train", "test"], zip(CLASS_NAMES, train_counts, test_counts, strict=True))
 
 # %% [markdown]
 # ## Samples
@@ -96,7 +96,7 @@ rng = np.random.default_rng(0)
 fig, axes = plt.subplots(N, 10, figsize=(7, 7.4))
 for c in range(N):
     picks = rng.choice(np.flatnonzero(train_y == c), 10, replace=False)
-    for ax, i in zip(axes[c], picks):
+    for ax, i in zip(axes[c], picks, strict=True):
         ax.imshow(train_x[i], cmap="gray", vmin=0, vmax=255)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -113,8 +113,7 @@ show(fig, "eda-samples")
 
 # %%
 # Everything from per-class histograms of the 256 byte values: fast, and exact.
-hist = np.stack([np.bincount(train_x[train_y == c].ravel(), minlength=256)
-                 for c in range(N)])
+hist = np.stack([np.bincount(train_x[train_y == c].ravel(), minlength=256) for c in range(N)])
 values = np.arange(256) / 255.0
 
 
@@ -125,8 +124,10 @@ def stats(h):
 
 
 mean, std, _ = stats(hist.sum(axis=0))
-print(f"train pixels in [0, 1]: mean {mean:.4f}, std {std:.4f}; "
-      f"{hist[:, 0].sum() / hist.sum():.1%} are exactly 0")
+print(
+    f"train pixels in [0, 1]: mean {mean:.4f}, std {std:.4f}; "
+    f"{hist[:, 0].sum() / hist.sum():.1%} are exactly 0"
+)
 rows = []
 for c in range(N):
     m, s, cover = stats(hist[c])
@@ -145,7 +146,7 @@ show(fig, "eda-pixel-histogram")
 #
 # The average silhouette of each class. Shirt, T-shirt/top, Pullover and Coat share
 # almost the same outline, which is where the model's errors concentrate (see
-# `02_error_analysis.ipynb`).
+# `02_error_analysis.py`).
 
 # %%
 fig, axes = plt.subplots(1, N, figsize=(12, 1.8))

@@ -64,11 +64,11 @@ def table(header, rows):
 
 
 # %%
-import json
-import os
+import json  # noqa: E402 (this cell's own imports)
+import os  # noqa: E402
 
-from product_classifier.inference.predictor import OnnxPredictor, PredictorOptions
-from product_classifier.preprocessing import to_model_input
+from product_classifier.inference.predictor import OnnxPredictor, PredictorOptions  # noqa: E402
+from product_classifier.preprocessing import to_model_input  # noqa: E402
 
 FULL = os.environ.get("NOTEBOOK_FULL") == "1"
 REVIEW_THRESHOLD = 0.7  # the service's default needs_review threshold
@@ -78,10 +78,13 @@ if not FULL:
     keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:100] for c in range(N)]))
     images, labels = images[keep], labels[keep]
 card = json.loads((ROOT / "artifacts" / "model_card.json").read_text())
-predictor = OnnxPredictor(ROOT / "artifacts" / "model.onnx",
-                          PredictorOptions(intra_op_threads=0))
-logits = np.concatenate([predictor.predict_logits(to_model_input(images[i : i + 500]))
-                         for i in range(0, len(images), 500)])
+predictor = OnnxPredictor(ROOT / "artifacts" / "model.onnx", PredictorOptions(intra_op_threads=0))
+logits = np.concatenate(
+    [
+        predictor.predict_logits(to_model_input(images[i : i + 500]))
+        for i in range(0, len(images), 500)
+    ]
+)
 z = logits - logits.max(axis=1, keepdims=True)
 log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 probs = np.exp(log_probs)
@@ -89,8 +92,10 @@ pred, conf = probs.argmax(axis=1), probs.max(axis=1)
 correct = pred == labels
 loss = -log_probs[np.arange(len(labels)), labels]
 card_accuracy = card["metrics"]["test"]["accuracy"]
-print(f"{predictor.model_version} on {len(labels)} test images: accuracy "
-      f"{correct.mean():.4f} (model card, all 10k: {card_accuracy:.4f})")
+print(
+    f"{predictor.model_version} on {len(labels)} test images: accuracy "
+    f"{correct.mean():.4f} (model card, all 10k: {card_accuracy:.4f})"
+)
 
 # %% [markdown]
 # ## Most confused pairs
@@ -103,10 +108,11 @@ print(f"{predictor.model_version} on {len(labels)} test images: accuracy "
 cm = np.zeros((N, N), dtype=int)
 np.add.at(cm, (labels, pred), 1)
 support = cm.sum(axis=1)
-pairs = sorted(((cm[t, p], t, p) for t in range(N) for p in range(N) if t != p),
-               reverse=True)[:10]
-table(["true", "predicted as", "images", "share of the true class"],
-      [(CLASS_NAMES[t], CLASS_NAMES[p], k, f"{k / support[t]:.1%}") for k, t, p in pairs])
+pairs = sorted(((cm[t, p], t, p) for t in range(N) for p in range(N) if t != p), reverse=True)[:10]
+table(
+    ["true", "predicted as", "images", "share of the true class"],
+    [(CLASS_NAMES[t], CLASS_NAMES[p], k, f"{k / support[t]:.1%}") for k, t, p in pairs],
+)
 
 rates = cm / support[:, None]
 fig, ax = plt.subplots(figsize=(6.5, 5.5))
@@ -114,8 +120,15 @@ im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
 for t in range(N):
     for p in range(N):
         if cm[t, p]:
-            ax.text(p, t, cm[t, p], ha="center", va="center", fontsize=7,
-                    color="white" if rates[t, p] > 0.5 else "black")
+            ax.text(
+                p,
+                t,
+                cm[t, p],
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[t, p] > 0.5 else "black",
+            )
 ax.set_xticks(range(N), CLASS_NAMES, rotation=45, ha="right")
 ax.set_yticks(range(N), CLASS_NAMES)
 ax.set_xlabel("predicted")
@@ -134,11 +147,12 @@ show(fig, "errors-confusion", save=FULL)
 # %%
 hardest = np.argsort(-loss)[:18]
 fig, axes = plt.subplots(3, 6, figsize=(10, 6.6))
-for ax, i in zip(axes.ravel(), hardest):
+for ax, i in zip(axes.ravel(), hardest, strict=True):
     ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
     ax.axis("off")
-    ax.set_title(f"true {CLASS_NAMES[labels[i]]}\n"
-                 f"pred {CLASS_NAMES[pred[i]]} ({conf[i]:.0%})", fontsize=8)
+    ax.set_title(
+        f"true {CLASS_NAMES[labels[i]]}\npred {CLASS_NAMES[pred[i]]} ({conf[i]:.0%})", fontsize=8
+    )
 fig.suptitle("Highest-loss test images")
 fig.tight_layout()
 show(fig, "errors-hardest", save=FULL)
@@ -163,17 +177,24 @@ bin_conf = np.array([conf[which == b].mean() if used[b] else 0.0 for b in range(
 ece = float(np.sum(bin_n / len(conf) * np.abs(bin_acc - bin_conf)))
 flagged = conf < REVIEW_THRESHOLD
 print(f"ECE ({BINS} equal-width bins): {ece:.4f}")
-print(f"needs_review at {REVIEW_THRESHOLD}: {flagged.mean():.1%} of photos flagged; "
-      f"accuracy {correct[~flagged].mean():.2%} on the others, "
-      f"{correct[flagged].mean():.1%} on the flagged ones")
+print(
+    f"needs_review at {REVIEW_THRESHOLD}: {flagged.mean():.1%} of photos flagged; "
+    f"accuracy {correct[~flagged].mean():.2%} on the others, "
+    f"{correct[flagged].mean():.1%} on the flagged ones"
+)
 
 fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
 centers = (edges[:-1] + edges[1:]) / 2
 ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-ax.bar(centers[used], bin_acc[used], width=1 / BINS, edgecolor="white", alpha=0.8,
-       label="accuracy per bin")
-ax.plot(bin_conf[used], bin_acc[used], "o-", color="#d98a00",
-        label="(mean confidence, accuracy)")
+ax.bar(
+    centers[used],
+    bin_acc[used],
+    width=1 / BINS,
+    edgecolor="white",
+    alpha=0.8,
+    label="accuracy per bin",
+)
+ax.plot(bin_conf[used], bin_acc[used], "o-", color="#d98a00", label="(mean confidence, accuracy)")
 ax.set_xlim(0, 1)
 ax.set_ylim(0, 1)
 ax.set_xlabel("confidence")
@@ -181,12 +202,13 @@ ax.set_ylabel("accuracy")
 ax.set_title(f"Reliability diagram, ECE = {ece:.3f}")
 ax.legend(loc="upper left")
 thresholds = np.linspace(0.3, 0.99, 70)
-ax2.plot(thresholds, [(conf >= t).mean() for t in thresholds],
-         label="share accepted without review")
-ax2.plot(thresholds, [correct[conf >= t].mean() for t in thresholds],
-         label="accuracy of the accepted")
-ax2.axvline(REVIEW_THRESHOLD, color="grey", ls=":",
-            label=f"default threshold {REVIEW_THRESHOLD}")
+ax2.plot(
+    thresholds, [(conf >= t).mean() for t in thresholds], label="share accepted without review"
+)
+ax2.plot(
+    thresholds, [correct[conf >= t].mean() for t in thresholds], label="accuracy of the accepted"
+)
+ax2.axvline(REVIEW_THRESHOLD, color="grey", ls=":", label=f"default threshold {REVIEW_THRESHOLD}")
 ax2.set_ylim(0.8, 1.001)
 ax2.set_xlabel("review threshold")
 ax2.set_title("What a review threshold trades")
