@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DRAIN_S = 1.5
+DRAIN_S = 2.5
 # How long the "balancer" keeps routing after /ready failed (well inside the drain window).
 PROPAGATION_S = 0.5
 CLIENTS = 6
