@@ -57,13 +57,11 @@ def catalog_jpeg(pixels: np.ndarray, size: int = 600, quality: int = 90) -> byte
 
 def validation_images() -> tuple[np.ndarray, np.ndarray]:
     """The released model's validation split (Fashion-MNIST train, the card's split)."""
-    from product_classifier.data.fashion_mnist import load_fashion_mnist
-    from product_classifier.data.split import stratified_split
+    from product_classifier.data.split import fashion_mnist_split
 
-    data = load_model_card(MODEL.with_name("model_card.json")).get("config", {}).get("data", {})
-    images, labels = load_fashion_mnist("train")
-    _, val = stratified_split(labels, data.get("val_fraction", 0.1), data.get("split_seed", 42))
-    return images[val], labels[val]
+    data = load_model_card(MODEL.with_name("model_card.json")).get("config", {}).get("data")
+    split = fashion_mnist_split(data)
+    return split.val_images, split.val_labels
 
 
 def preprocess(factor: int | None) -> Callable[[bytes], np.ndarray]:
