@@ -3,11 +3,16 @@ and the resident memory of the whole server (supervisor and workers) once every 
 
     python scripts/start_footprint.py --workers 2 --runs 5
     python scripts/start_footprint.py --variant before=/path/to/old/src --variant after=src
+    python scripts/start_footprint.py --cli-phase --runs 10
 
 Each ``--variant NAME=SRC`` runs the service from that source tree (put first on PYTHONPATH);
 variants are interleaved run by run, so they share the machine's state and their ratio is
 fair. The served model is the default one (the cascade in artifacts/), started from the repo
 root like an operator would. Prints one JSON object: per variant the median and every run.
+
+``--cli-phase`` times only what ``serve`` does before it execs into the server (settings and
+the model check), in fresh interpreters: its check without onnxruntime against the full load it
+used to do (``load_verified_model``, the cascade's two sessions).
 """
 
 from __future__ import annotations
@@ -103,6 +108,34 @@ def _is_worker(process: psutil.Process) -> bool:
     return "resource_tracker" not in cmdline
 
 
+_CLI_PHASE = {
+    "check_model": "from product_classifier.cli.serve import check_model\ncheck_model(s)",
+    "load_verified_model": "from product_classifier.inference.model_card import "
+    "load_verified_model\nload_verified_model(s.model_path, s.card_path, "
+    "verify=s.verify_sha256, cascade=s.model_variant == 'cascade')",
+}
+
+
+def cli_phase(runs: int) -> dict[str, dict[str, object]]:
+    times: dict[str, list[float]] = {name: [] for name in _CLI_PHASE}
+    for _ in range(runs):
+        for name, check in _CLI_PHASE.items():
+            code = (
+                "import time\nt = time.perf_counter()\n"
+                "from product_classifier.serving.settings import load_settings\n"
+                f"s = load_settings()\n{check}\nprint(time.perf_counter() - t)"
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                cwd=REPO_ROOT,
+                check=True,
+            )
+            times[name].append(round(float(done.stdout.split()[-1]), 3))
+    return {n: {"median_s": statistics.median(t), "runs": t} for n, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -110,7 +143,11 @@ def main() -> None:
     parser.add_argument(
         "--variant", action="append", default=[], help="NAME=SRC (default: this checkout)"
     )
+    parser.add_argument("--cli-phase", action="store_true", help="time the CLI's check only")
     args = parser.parse_args()
+    if args.cli_phase:
+        print(json.dumps(cli_phase(args.runs), indent=2))
+        return
     variants = {name: Path(src) for name, _, src in (v.partition("=") for v in args.variant)}
     if not variants:
         variants = {"this checkout": REPO_ROOT / "src"}

@@ -4,8 +4,9 @@ Settings come from ``PRODUCT_CLASSIFIER_*`` env vars; the options here override 
 validated, and the model files are checked (present, card readable, sha256 as the card says,
 an ONNX protobuf) before uvicorn starts, so a mistake ends with one readable paragraph and exit
 code 2 instead of a traceback from every worker. The check builds no onnxruntime session: the
-workers load the model right after, and loading it here too cost every start about 0.3 s
-(onnxruntime, numpy and two sessions for the cascade; scripts/start_footprint.py measures it).
+workers load the model right after, and loading it here too (importing onnxruntime, numpy and
+PIL, two sessions for the cascade) made this phase 0.72 s instead of 0.46 s on 2 cores; cold
+start to the first 200 on /ready: scripts/start_footprint.py.
 """
 
 from __future__ import annotations
