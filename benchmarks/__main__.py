@@ -13,6 +13,7 @@ app = typer.Typer(
     help="Benchmarks that write a JSON report and a Markdown report under docs/.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    add_completion=False,
 )
 inference_cli.register(app)
 load_cli.register(app)

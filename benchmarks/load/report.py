@@ -351,7 +351,7 @@ def plot_soak(results: Results, path: Path) -> Path | None:
     ax.plot(t, mb, "-", label=f"this project{suffix}")
     ax.set_xlabel("seconds into the soak (28x28 PNG at 100 req/s)")
     ax.set_ylabel("RSS, all server processes (MB)")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 1.15 * max(mb))  # room above a flat line, so that it shows
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title("Server memory during the soak")
