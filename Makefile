@@ -149,7 +149,9 @@ train-robust: real-pictures  ## Robust fine-tune of the release and its student 
 	  --write runs/robust/release.pt --evidence runs/robust/wise-ft.json
 	$(BIN)/product-classifier train --config configs/robust-student.yaml --run-dir runs/robust-student --resume
 	$(BIN)/product-classifier export runs/robust/release.pt
-	$(BIN)/product-classifier quantize
+	# Per-tensor weight scales: the validation sweep's choice for this release
+	# (docs/evidence/held-out-2026-12-07, scripts/int8_calibration_sweep.py).
+	$(BIN)/product-classifier quantize --per-tensor
 	$(BIN)/product-classifier cascade runs/robust-student/best.pt
 	$(MAKE) --no-print-directory review real-pictures-report
 
