@@ -186,8 +186,8 @@ def _review_text(card: dict[str, Any]) -> list[str]:
         "The service adds `needs_review` so that a person checks the answers it should not be "
         f"trusted with: probabilities are scaled by a temperature of {review['temperature']:g}, "
         f"and an answer below a confidence of {review['threshold']:g} is flagged, with "
-        f"`review_reason: \"out_of_scope\"` below {review['out_of_scope_threshold']:g} "
-        "(probably none of the categories), else `\"low_confidence\"`. Chosen by "
+        f'`review_reason: "out_of_scope"` below {review["out_of_scope_threshold"]:g} '
+        '(probably none of the categories), else `"low_confidence"`. Chosen by '
         f"`product-classifier review`: {review['temperature_rule']}; {review['threshold_rule']}; "
         f"the out-of-scope band is the {review['out_of_scope_rule']}.",
     ]
@@ -225,12 +225,21 @@ def _real_pictures(card: dict[str, Any]) -> list[str]:
         "[real-pictures.md](real-pictures.md)). These pictures are never training data.",
         "",
         *_table(
-            ["part", "pictures", "accuracy", "balanced", "weakest category",
-             "needs_review on wrong", "on right", "out-of-scope flagged", "out-of-scope AUROC",
-             "ECE (raw -> calibrated)"],
+            [
+                "part",
+                "pictures",
+                "accuracy",
+                "balanced",
+                "weakest category",
+                "needs_review on wrong",
+                "on right",
+                "out-of-scope flagged",
+                "out-of-scope AUROC",
+                "ECE (raw -> calibrated)",
+            ],
             rows,
             align="lrrrlrrrrl",
-        ),  # fmt: skip
+        ),
         "",
         f"On the Fashion-MNIST test set the served default flags {_pct(fm['review_rate'])} of "
         f"the images ({_pct(fm['review_on_wrong'])} of its mistakes); its calibration error "
@@ -242,7 +251,92 @@ def _real_pictures(card: dict[str, Any]) -> list[str]:
 
 
 README = ROOT / "README.md"
-README_MARKERS = ("<!-- real-pictures-table:start -->", "<!-- real-pictures-table:end -->")
+
+
+def _arch(arch: dict[str, Any]) -> str:
+    params = arch.get("params", {})
+    if arch["name"] == "resnet" and "depth" in params:
+        return f"ResNet-{params['depth']} (width {params.get('width', 16)})"
+    return str(arch["name"])
+
+
+def _lowest(metrics: dict[str, Any], key: str) -> str:
+    worst = min(metrics["per_class"], key=lambda c: c[key])
+    return f"{worst[key]:.3f} ({worst['name']})"
+
+
+def _mb(size_bytes: int) -> str:
+    return f"{size_bytes / 1e6:.1f} MB"
+
+
+def readme_results(card: dict[str, Any]) -> str:
+    """The README's results table: every served variant on the Fashion-MNIST test set."""
+
+    def row(name: str, params: str, size: str, m: dict[str, Any]) -> tuple[str, ...]:
+        return (
+            name,
+            params,
+            size,
+            _pct(m["accuracy"]),
+            f"{m['macro_f1']:.4f}",
+            _lowest(m, "precision"),
+            _lowest(m, "recall"),
+        )
+
+    arch = _arch(card["architecture"])
+    rows = [
+        row(
+            f"{arch}, FP32 ONNX",
+            f"{card['parameters']:,}",
+            _mb(card["size_bytes"]),
+            card["metrics"]["test"],
+        )
+    ]
+    int8 = card.get("variants", {}).get("int8")
+    if int8:
+        rows.append(
+            row(
+                "same, INT8 (QDQ)",
+                f"{card['parameters']:,}",
+                _mb(int8["size_bytes"]),
+                int8["metrics"]["test"],
+            )
+        )
+    cascade = card.get("cascade")
+    if cascade and int8:
+        first = cascade["first"]
+        escalated = 100 * cascade["escalated_fraction"]["test"]
+        name = (
+            f"cascade: distilled {_arch(first['architecture'])} in INT8 first, the INT8 "
+            f"model for the {escalated:.1f}% it is unsure of (served by default)"
+        )
+        rows.append(
+            row(
+                name,
+                f"{first['parameters']:,} + {card['parameters']:,}",
+                f"{first['size_bytes'] / 1e6:.1f} + {int8['size_bytes'] / 1e6:.1f} MB",
+                cascade["metrics"]["test"],
+            )
+        )
+    header = [
+        "model",
+        "parameters",
+        "size",
+        "test accuracy",
+        "macro-F1",
+        "min class precision",
+        "min class recall",
+    ]
+    return "\n" + "\n".join(_table(header, rows, align="lrrrrrr")) + "\n"
+
+
+def readme_per_class(card: dict[str, Any]) -> str:
+    """The README's per-class table: the FP32 model on the Fashion-MNIST test set."""
+    rows = [
+        (c["name"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}")
+        for c in card["metrics"]["test"]["per_class"]
+    ]
+    return "\n" + "\n".join(_table(["class", "precision", "recall", "F1"], rows, "lrrr")) + "\n"
 
 
 def readme_real_pictures(card: dict[str, Any]) -> str:
@@ -279,23 +373,41 @@ def readme_real_pictures(card: dict[str, Any]) -> str:
                 _pct(m["ece"]),
             )
         )
-    header = ["images", "count", "accuracy", "balanced", "needs_review on wrong",
-              "needs_review on right", "out-of-scope flagged", "out-of-scope AUROC", "ECE"]  # fmt: skip
+    header = [
+        "images",
+        "count",
+        "accuracy",
+        "balanced",
+        "needs_review on wrong",
+        "needs_review on right",
+        "out-of-scope flagged",
+        "out-of-scope AUROC",
+        "ECE",
+    ]
     return "\n" + "\n".join(_table(header, rows, align="lrrrrrrrr")) + "\n"
 
 
+# The README's generated sections: <!-- NAME:start --> ... <!-- NAME:end -->.
+README_SECTIONS = {
+    "results-table": readme_results,
+    "per-class-table": readme_per_class,
+    "real-pictures-table": readme_real_pictures,
+}
+
+
 def update_readme(card: dict[str, Any], readme: Path = README) -> bool:
-    """Rewrite the README's real-picture table; True when it changed."""
-    text = readme.read_text(encoding="utf-8")
-    start, end = README_MARKERS
-    if start not in text or end not in text:
-        raise SystemExit(f"{readme} lacks the markers {start} ... {end}")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    new = head + start + readme_real_pictures(card) + end + tail
-    if new != text:
-        readme.write_text(new, encoding="utf-8")
-    return new != text
+    """Rewrite the README's generated tables from the card; True when one changed."""
+    text = original = readme.read_text(encoding="utf-8")
+    for name, build in README_SECTIONS.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start not in text or end not in text:
+            raise SystemExit(f"{readme} lacks the markers {start} ... {end}")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + start + build(card) + end + tail
+    if text != original:
+        readme.write_text(text, encoding="utf-8")
+    return text != original
 
 
 def render(card: dict[str, Any], source: str = "artifacts/model_card.json") -> str:
@@ -460,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(text, encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
     if args.card == DEFAULT_CARD and update_readme(json.loads(args.card.read_text("utf-8"))):
-        print(f"updated the real-picture table in {README}", file=sys.stderr)
+        print(f"updated the generated tables in {README}", file=sys.stderr)
     return 0
 
 

@@ -89,3 +89,18 @@ def test_real_pictures_table_matches_the_model_card():
     spec.loader.exec_module(script)
     assert _section("real-pictures-table") == script.readme_real_pictures(CARD)
     assert "real_pictures" in CARD, "the released card has no real-picture figures"
+
+
+def test_every_generated_readme_table_is_the_cards():
+    """Each generated README section is what scripts/render_model_card.py renders now."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "render_model_card", Path("scripts/render_model_card.py")
+    )
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert set(script.README_SECTIONS) >= {"results-table", "per-class-table"}
+    for name, build in script.README_SECTIONS.items():
+        assert _section(name) == build(CARD), f"{name}: run scripts/render_model_card.py"
