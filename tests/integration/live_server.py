@@ -84,3 +84,23 @@ def png_bytes(pixels: np.ndarray, fmt: str = "PNG", **save_kwargs: object) -> by
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, fmt, **save_kwargs)
     return buf.getvalue()
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    """A small self-describing checkpoint (torch is imported here only), so that the
+    benchmarks' PyTorch rows run without a trained one."""
+    import torch
+
+    from product_classifier.models import create_model
+
+    params = {"channels": [4, 8], "hidden": 16}
+    model = create_model("baseline_cnn", **params)
+    torch.save(
+        {
+            "format": 1,
+            "model": {"name": "baseline_cnn", "params": params},
+            "model_state": model.state_dict(),
+        },
+        path,
+    )
+    return path

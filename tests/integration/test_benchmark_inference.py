@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from live_server import tiny_checkpoint
 from typer.testing import CliRunner
 
 from benchmarks.__main__ import app
@@ -72,9 +73,7 @@ def test_smoke_run_measures_every_runtime_and_writes_reports(tmp_path: Path) -> 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_smoke_run_includes_pytorch_when_a_checkpoint_exists(tmp_path: Path) -> None:
-    checkpoint = REPO_ROOT / "runs" / "release" / "best.pt"
-    if not checkpoint.is_file():
-        pytest.skip("runs/release/best.pt is git-ignored and absent here")
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")  # the trained one is git-ignored
     report_json = tmp_path / "r.json"
     code, output = _invoke(
         "--smoke", "--out", str(tmp_path / "b.md"), "--json", str(report_json),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_server import REPO_ROOT, LiveServer, png_bytes
+from live_server import REPO_ROOT, LiveServer, png_bytes, tiny_checkpoint
 
 from benchmarks.load.hey import hey_command, parse_summary
 from benchmarks.load.monitor import TreeMonitor
@@ -41,25 +41,6 @@ from product_classifier.preprocessing import preprocess_bytes
 MODEL = REPO_ROOT / "artifacts" / "model.int8.onnx"
 HEY_SCENARIOS = {name for name in PEER_PLAN if name != "warmup"}
 SERVICE_ONLY = {"batch", "mix", "ramp_png", "soak_png"}
-
-
-def tiny_checkpoint(path: Path) -> Path:
-    """A small self-describing checkpoint, so the PyTorch row runs without runs/release."""
-    import torch
-
-    from product_classifier.models import create_model
-
-    params = {"channels": [4, 8], "hidden": 16}
-    model = create_model("baseline_cnn", **params)
-    torch.save(
-        {
-            "format": 1,
-            "model": {"name": "baseline_cnn", "params": params},
-            "model_state": model.state_dict(),
-        },
-        path,
-    )
-    return path
 
 
 def test_the_full_run_measures_every_peer() -> None:
