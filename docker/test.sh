@@ -342,6 +342,11 @@ COMPOSE_UP=""
 ok "stack down"
 cd ..
 
+# --- rolling update ---------------------------------------------------------------------------
+step "rolling update: two replicas behind HAProxy, recreated one at a time under load"
+DOCKER="$DOCKER" COMPOSE="${COMPOSE_BIN[*]}" IMAGE="$IMAGE" BASE_IMAGE="$BASE_TAG" \
+    PYTHON="$PYTHON" docker/rolling/rolling-test.sh || die "rolling update (reports/rolling-update.json)"
+
 # --- report -----------------------------------------------------------------------------------
 step "report: $REPORT"
 # JSON pieces go in through the environment and json.loads: no quoting games.
