@@ -531,6 +531,13 @@ def render_markdown(results: Results, soak_png: str | None, evidence: str | None
             if busy
             else ""
         ),
+        *[
+            "* Served files (sha256): "
+            + ", ".join(f"`{name}` {digest[:12]}" for name, digest in files.items())
+            + "."
+            for files in [results.get("served_files")]
+            if files
+        ],
         f"* Every server serves `{Path(tuned['model']).name}` (the peers with ONNX Runtime, "
         "one intra-op and one inter-op thread per worker, like the service) and gets the same "
         f"hey runs: 1 connection for {fmt(o['seq_s'])} s, {o['hey_connections']} connections "

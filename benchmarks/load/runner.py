@@ -558,6 +558,7 @@ class Runner:
             "loadavg_start": load_start,
         }
         results["service_settings"] = service_settings(o.settings)
+        results["served_files"] = served_files(o.model)
         self.log(f"load average at start: {load_start}")
         self.log("[inference only]")
         results["inference_only"] = self.inference_only(o.model)
@@ -608,6 +609,15 @@ class Runner:
         model = build_contract_model(self.workdir / "trivial" / "model.onnx", seed=0)
         write_model_card(model)
         return model
+
+
+def served_files(model: Path) -> dict[str, str]:
+    """File name -> sha256 of what every server loads (and the cascade's first stage): which
+    release the figures belong to."""
+    from product_classifier.provenance import sha256_file
+
+    files = [model, _cascade_first_stage(model)]
+    return {f.name: sha256_file(f) for f in files if f is not None and f.is_file()}
 
 
 def service_settings(tuned: TunedSettings) -> dict[str, Any]:

@@ -126,6 +126,9 @@ def test_smoke_run_measures_every_scenario_and_writes_the_report(tmp_path: Path)
     assert results["cascade"]["first"] == "model.student.int8.onnx"
     probed = {Path(row["model"]).name for row in results["inference_only"]}
     assert probed == {"model.int8.onnx", "model.student.int8.onnx"}
+    # The figures name the files they belong to.
+    assert set(results["served_files"]) == probed
+    assert all(len(digest) == 64 for digest in results["served_files"].values())
     assert tuned["hey_png_hard"]["cascade"]["escalated"] > 0
     # The batch scenario counts images, not requests: 8 files per request in smoke mode.
     batch = tuned["batch"]["stats"]
