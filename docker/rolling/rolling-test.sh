@@ -7,7 +7,8 @@
 # Writes reports/rolling-update.json. Called by docker/test.sh (`make docker-test`).
 #
 # Env: IMAGE (default product-classifier:docker-test), BASE_IMAGE (for the HAProxy image,
-#      default the local Debian base), HAPROXY_IMAGE (default: built here from Debian's haproxy),
+#      default the local Debian base), HAPROXY_IMAGE (default: built here from Debian's haproxy,
+#      the layer cache makes a rebuild instant),
 #      DOCKER, COMPOSE (e.g. "docker-compose"; found if unset), PYTHON (with Pillow),
 #      CONNECTIONS (16), QPS (25 per connection), SETTLE_S (5: load before the first and after
 #      the last restart), MAX_LOAD_S (240: fail if the restarts take longer),
@@ -19,6 +20,7 @@ cd "$(dirname "$0")/../.."
 ROOT="$PWD"
 IMAGE="${IMAGE:-product-classifier:docker-test}"
 BASE_IMAGE="${BASE_IMAGE:-product-classifier/debian-python:local}"
+BUILD_HAPROXY=$([[ -z "${HAPROXY_IMAGE:-}" ]] && echo 1 || echo 0)
 HAPROXY_IMAGE="${HAPROXY_IMAGE:-product-classifier/haproxy:local}"
 DOCKER="${DOCKER:-docker}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
@@ -55,11 +57,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! "$DOCKER" image inspect "$HAPROXY_IMAGE" >/dev/null 2>&1; then
+if [[ "$BUILD_HAPROXY" == 1 ]]; then
+    t=$SECONDS
     DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host -f docker/rolling/Dockerfile \
         --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$HAPROXY_IMAGE" docker/rolling >/dev/null \
         || die "could not build $HAPROXY_IMAGE"
-    say "built $HAPROXY_IMAGE from Debian's haproxy"
+    say "$HAPROXY_IMAGE: Debian's haproxy on $BASE_IMAGE ($((SECONDS - t)) s)"
 fi
 # The config is mounted into a container that runs as the haproxy user.
 chmod a+r "$HAPROXY_CONFIG"
@@ -137,7 +140,6 @@ kill -INT "$HEY_PID" 2>/dev/null || die "hey ended before the restarts did (MAX_
 wait "$HEY_PID" || die "hey failed: $(tail -n 5 "$WORK/hey.txt")"
 HEY_PID=""
 stats wretr wredis chkdown >"$WORK/haproxy-stats.txt"
-cat "$WORK/hey.txt" >"$WORK/hey-summary.txt"
 
 # hey's summary -> figures; fail unless every request got a 2xx.
 R_RESTARTS="[$(IFS=,; echo "${RESTARTS[*]}")]" "$PYTHON" - "$WORK/hey.txt" "$WORK/haproxy-stats.txt" "$REPORT" <<EOF
