@@ -7,6 +7,7 @@ by default; polled every 10 ms): interpreter start, imports, model load and warm
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -80,14 +81,20 @@ class ServerProcess:
         return self.process.wait(timeout=timeout)
 
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM (a graceful drain), SIGKILL after ``timeout`` seconds."""
+        """SIGTERM (a graceful drain), SIGKILL after ``timeout`` seconds; then SIGKILL whatever
+        is left of the server's process group. Why the group: a server whose main process
+        exits without taking its children along (LitServe's inference workers do) would
+        otherwise keep busy-polling the CPU and skew every later measurement."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                return self.process.wait(timeout=timeout)
+                self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        return self.process.wait(timeout=10)
+        code = self.process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # its own group: start_new_session
+        return code
 
     def wait_ready(self, timeout_s: float = 120.0, path: str = "/ready") -> float:
         """Poll ``path`` until it answers 200; returns (and records) the cold start in seconds.
@@ -123,7 +130,12 @@ def launch(
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
         started = time.perf_counter()
         process = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=clean_env(env), cwd=cwd
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=clean_env(env),
+            cwd=cwd,
+            start_new_session=True,  # a process group of its own, for stop()
         )
     return ServerProcess(name, process, port, log_path, started)
 
