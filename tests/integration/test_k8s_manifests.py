@@ -10,6 +10,7 @@ Without it the test skips, except under ``CI=true``, where it fails.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ OVERLAYS = ("dev", "production", "prometheus-operator")
 K8S_VERSIONS = ("1.25.0", "latest")
 # Seconds the service needs after the drain window to finish requests in flight and exit.
 MIN_MARGIN_S = 5
+LOADTEST_EVIDENCE = ROOT / "docs" / "evidence" / "loadtest.json"
 # Groups whose schemas kubernetes-validate has; anything else is a CRD, checked by hand below.
 BUILTIN_API = re.compile(r"^(v1|apps/v1|autoscaling/v2|policy/v1)$")
 
@@ -144,6 +146,15 @@ def problems(docs: tuple[Doc, ...] | list[Doc]) -> list[str]:
             found.append(f"{kind}: no request or no limit")
         elif quantity(limit) < quantity(request):
             found.append(f"{kind}: limit {limit} < request {request}")
+    # The memory request covers the footprint `make loadtest` measured for 2 workers (its
+    # evidence JSON), so the scheduler never packs a pod where it cannot run.
+    measured_mb = json.loads(LOADTEST_EVIDENCE.read_text())["tuned"]["peak_rss_mb"]
+    memory_request = resources.get("requests", {}).get("memory")
+    if memory_request is not None and quantity(memory_request) < measured_mb * 1e6:
+        found.append(
+            f"memory: request {memory_request} < the measured peak RSS {measured_mb:.0f} MB "
+            "(docs/evidence/loadtest.json)"
+        )
     workers = int(config.get(f"{ENV_PREFIX}WORKERS", 0))
     cpu_limit = resources.get("limits", {}).get("cpu")
     if not workers or (cpu_limit is not None and workers > quantity(cpu_limit)):
@@ -274,6 +285,7 @@ def test_the_checks_can_fail(kubernetes_validate: Any) -> None:
     container = spec["containers"][0]
     container["readinessProbe"]["httpGet"]["path"] = "/health"
     container["resources"]["limits"]["memory"] = "100Mi"
+    container["resources"]["requests"]["memory"] = "128Mi"
     container["securityContext"]["readOnlyRootFilesystem"] = False
     spec["terminationGracePeriodSeconds"] = 10
     one(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"] = "other"
@@ -282,6 +294,7 @@ def test_the_checks_can_fail(kubernetes_validate: Any) -> None:
     for expected in (
         "readinessProbe is not an HTTP GET on /ready",
         "memory: limit 100Mi < request",
+        "memory: request 128Mi < the measured peak RSS",
         "readOnlyRootFilesystem",
         "terminationGracePeriodSeconds 10 <",
         "the HPA scales",

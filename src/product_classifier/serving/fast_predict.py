@@ -1,15 +1,15 @@
 """A lean path for ``POST /v1/predict`` and ``/v1/predict/batch``, the routes that carry traffic.
 
-For a 28x28 upload the model costs ~0.7 ms of CPU, and FastAPI's route machinery used to cost
-about as much again: routing, dependency resolution, python-multipart's streaming parser
-feeding a SpooledTemporaryFile, the exception-handling layers (docs/performance.md has the
-profile). This pure-ASGI middleware, the innermost one, answers the common request itself: a
-``multipart/form-data`` body whose parts are all file uploads of the route's field (one
-``file``; up to ``max_batch_files`` ``files`` for the batch route). It
-reads the body (through the outer layers, so the size limit, the body deadline, API keys, CORS,
-the request id, metrics and the access log all still apply), slices the files out of it with
-``bytes.find`` and hands them to the same :class:`ModelService` calls as the FastAPI routes, so
-the answers and errors are the same.
+For a 28x28 upload FastAPI's route machinery used to cost about as much CPU as the model
+itself: routing, dependency resolution, python-multipart's streaming parser feeding a
+SpooledTemporaryFile, the exception-handling layers (docs/performance.md, "Where the time
+goes", splits a request's CPU into model and HTTP). This pure-ASGI middleware, the innermost
+one, answers the common request itself: a ``multipart/form-data`` body whose parts are all
+file uploads of the route's field (one ``file``; up to ``max_batch_files`` ``files`` for the
+batch route). It reads the body (through the outer layers, so the size limit, the body
+deadline, API keys, CORS, the request id, metrics and the access log all still apply), slices
+the files out of it with ``bytes.find`` and hands them to the same :class:`ModelService` calls
+as the FastAPI routes, so the answers and errors are the same.
 
 Anything else, or anything it does not fully understand (another field, a quoted-pair in a
 header, a preamble, too many files), is replayed untouched to the FastAPI route, which stays

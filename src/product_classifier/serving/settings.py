@@ -136,7 +136,7 @@ class ServeSettings(BaseSettings):
         ge=1,
         le=4096,
         description="Micro-batch size cap (32 measured steadier than 64 at 64 connections, "
-        "and 20 MB smaller: docs/performance.md).",
+        "and smaller: the settings sweep, python -m benchmarks load --sweep).",
     )
     max_wait_ms: float = Field(
         0.0,
