@@ -51,6 +51,16 @@ def test_temperature_softens_without_changing_the_answer() -> None:
     assert ReviewPolicy().calibrate(probs) is probs  # T = 1 costs nothing
 
 
+def test_calibrate_floors_zero_probabilities_for_one_row_as_the_service_sends_it() -> None:
+    policy = ReviewPolicy(temperature=1.5)
+    row = np.array([0.9, 0.1, 0.0], dtype=np.float32)  # one 1-D row per answer, a hard zero
+    out = policy.calibrate(row)
+    assert out.dtype == np.float32 and out.shape == (3,) and 0.0 < out[2] < 1e-12
+    assert np.allclose(out, policy.calibrate(row[None])[0])
+    # Without the floor log(0) is -inf and an all-zero row would give NaNs; floored: uniform.
+    assert np.allclose(policy.calibrate(np.zeros(4, dtype=np.float32)), 0.25)
+
+
 def test_the_card_gives_the_policy_and_an_operator_may_override_its_threshold() -> None:
     card = {"review": {"threshold": 0.9, "out_of_scope_threshold": 0.5, "temperature": 1.3}}
     assert review_policy(card) == ReviewPolicy(0.9, 0.5, 1.3)

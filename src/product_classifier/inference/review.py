@@ -50,7 +50,9 @@ class ReviewPolicy:
         """Temperature-scaled probabilities: softmax(log p / T) == softmax(logits / T)."""
         if self.temperature == 1.0:
             return probs
-        logp = np.log(np.clip(probs, 1e-30, None)) / np.float32(self.temperature)
+        # np.maximum, not np.clip: the same values, without clip's Python wrapper (the service
+        # calibrates every answer on the event loop; ~12 -> ~9 us per 10-class row).
+        logp = np.log(np.maximum(probs, 1e-30)) / np.float32(self.temperature)
         logp -= logp.max(axis=-1, keepdims=True)
         out = np.exp(logp)
         out /= out.sum(axis=-1, keepdims=True)
