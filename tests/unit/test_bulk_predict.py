@@ -271,7 +271,7 @@ def fake_service(calls: list[str], *, busy_first: bool) -> httpx.MockTransport:
         calls.append(request.url.path)
         if request.url.path == "/ready":
             return httpx.Response(200, json={"status": "ready", "model_version": "srv-1"})
-        if state["busy"]:
+        if state["busy"] and request.url.path == "/v1/predict/batch":
             state["busy"] = False
             return httpx.Response(
                 503,
@@ -304,7 +304,8 @@ def test_remote_backend_retries_when_overloaded(tmp_path: Path) -> None:
     client = httpx.Client(transport=fake_service(calls, busy_first=True), base_url="http://t")
     remote = bulk.RemoteBackend("http://t", client=client)
     report = bulk.run_bulk(bulk.collect_inputs([tmp_path]), remote, batch_size=3)
-    assert calls == ["/ready", "/v1/predict/batch", "/v1/predict/batch"]
+    # /v1/categories: the up-front API-key check; then the batch, refused once, resent.
+    assert calls == ["/ready", "/v1/categories", "/v1/predict/batch", "/v1/predict/batch"]
     assert [r.category for r in report.rows] == ["Bag", "Bag", None]
     assert report.rows[2].error_code == "corrupt_image"
     assert report.model_version == "srv-1"
@@ -392,5 +393,7 @@ def test_local_mode_serves_the_same_default_model_as_the_service(
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "photos"), "-o", str(out)])
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
-    assert document["model_version"].endswith("+int8+cascade")
+    # Both stages, each with its file's hash, as the service names them.
+    assert document["model_version"].endswith("+cascade")
+    assert "+int8@" in document["model_version"]
     assert len(document["results"]) == 1
