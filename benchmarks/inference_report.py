@@ -12,7 +12,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from benchmarks.tables import markdown_table
+from product_classifier.reporting import markdown_table
+from product_classifier.resources import available_cpus
 
 
 def begin_marker(name: str) -> str:
@@ -49,17 +50,13 @@ def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
         if sep and key.strip() not in fields:  # the first processor is representative
             fields[key.strip()] = value.strip()
     flags = set(fields.get("flags", "").split())
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 0
     return {
         "model": fields.get("model name") or platform.processor() or "unknown",
         "family_model_stepping": "/".join(
             fields.get(k, "?") for k in ("cpu family", "model", "stepping")
         ),
         "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
+        "usable_cpus": available_cpus(),  # affinity capped by a cgroup quota (may be 1.5)
         "flags": {name: flag in flags for flag, name in CPU_FLAGS.items()},
     }
 
@@ -85,13 +82,13 @@ def _run_header(report: dict[str, Any], title: str) -> list[str]:
         f"## {title}{smoke}",
         "",
         f"- CPU: **{cpu['model']}** (family/model/stepping {cpu['family_model_stepping']}), "
-        f"{cpu['usable_cpus']} usable logical CPUs; {flags}.",
+        f"{cpu['usable_cpus']:g} usable logical CPUs; {flags}.",
         f"- Software: Python {system['python']}, onnxruntime {system.get('onnxruntime', '?')}, "
         f"torch {system.get('torch') or 'not measured'}, numpy {system['numpy']}.",
         f"- Run: {report['started_at']}, {report['wall_s']:.0f} s; {config['repeats']} round(s), "
         "each runtime x threads cell in a fresh process, cells interleaved round-robin; "
         "every figure is the median over rounds.",
-        f"- Machine load (1-min load average, {cpu['usable_cpus']} CPUs): "
+        f"- Machine load (1-min load average, {cpu['usable_cpus']:g} CPUs): "
         f"{_f(report['load']['start'][0])} at start, {_f(report['load']['end'][0])} at the end, "
         f"{_f(report['load']['min'])} to {_f(report['load']['max'])} across cells. "
         "Other jobs share this machine: compare ratios within this run, not absolute figures.",
@@ -131,7 +128,7 @@ def render_runtimes(report: dict[str, Any]) -> list[str]:
     lines += [
         "### Footprint",
         "",
-        markdown_table([*header, "RSS over interpreter+imports"], footprint, text_columns=2),
+        markdown_table([*header, "RSS over interpreter+imports"], footprint, align="llr"),
         "",
         f"Load time and RSS at {min(config['threads'])} thread(s). Peak RSS includes the "
         "interpreter and the runtime library (torch alone is most of the PyTorch figure); the "
@@ -161,7 +158,9 @@ def render_runtimes(report: dict[str, Any]) -> list[str]:
     lines += [
         "### Latency and throughput",
         "",
-        markdown_table([*header, *[f"img/s @{bs}" for bs in config["batch_sizes"]]], speed),
+        markdown_table(
+            [*header, *[f"img/s @{bs}" for bs in config["batch_sizes"]]], speed, align="lr"
+        ),
         "",
         "Wall-clock figures. The same calls in CPU time of the benchmark process (what they "
         "cost when no other job preempts them; with 2 threads it adds up both threads' time):",
@@ -182,7 +181,7 @@ def render_runtimes(report: dict[str, Any]) -> list[str]:
     ]
     header = ["runtime", "threads", "batch-1 CPU ms/call (p50)"]
     header += [f"img per CPU-s @{bs}" for bs in config["batch_sizes"]]
-    lines += [markdown_table(header, cpu_rows), "", "### Targets", ""]
+    lines += [markdown_table(header, cpu_rows, align="lr"), "", "### Targets", ""]
     lines += [f"- {line}" for line in report["targets"]]
     lines.append("")
     return lines
@@ -217,7 +216,7 @@ def render_session_sweep(report: dict[str, Any]) -> list[str]:
     for bs in batch_sizes:
         header += [f"img/s @{bs}", f"img per CPU-s @{bs}", f"CPU/wall @{bs}"]
     lines += [
-        markdown_table(header, rows, text_columns=2),
+        markdown_table(header, rows, align="llr"),
         "",
         "CPU ms/call and img per CPU-s count the CPU time of the benchmark process (all its "
         "threads): what the setting costs, whatever other jobs do. CPU/wall above 1 means more "
@@ -256,7 +255,7 @@ def render_gpu(gpu: dict[str, Any]) -> list[str]:
                 ]
             )
     header = ["checkpoint (GPU machine's path)", "architecture", "dtype", "batch", "p50", "p95"]
-    lines += [markdown_table([*header, "p99", "img/s"], rows, text_columns=3), ""]
+    lines += [markdown_table([*header, "p99", "img/s"], rows, align="lllr"), ""]
     return lines
 
 

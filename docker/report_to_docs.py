@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from product_classifier.reporting import markdown_table
+
 BEGIN, END = "<!-- docker-test:begin -->", "<!-- docker-test:end -->"
 
 
@@ -53,8 +55,7 @@ def render(report: dict[str, Any]) -> str:
                 f"1 epoch on 2% of the data in {tr['one_epoch_2pct_s']} s",
             ),
         )
-    table = ["| What | Measured |", "| --- | --- |", *(f"| {a} | {b} |" for a, b in rows)]
-    return "\n".join([BEGIN, *table, END])
+    return "\n".join([BEGIN, markdown_table(["What", "Measured"], rows), END])
 
 
 def main() -> int:

@@ -38,6 +38,7 @@ from IPython.display import Image, Markdown, display
 
 from product_classifier.constants import CLASS_NAMES
 from product_classifier.data.fashion_mnist import load_fashion_mnist
+from product_classifier.reporting import markdown_table
 
 ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "pyproject.toml").is_file())
 IMG_DIR = ROOT / "docs" / "img"
@@ -58,9 +59,7 @@ def show(fig, name, save=True):
 
 def table(header, rows):
     """A small Markdown table (renders on GitHub and in Jupyter)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    display(Markdown("\n".join(lines)))
+    display(Markdown(markdown_table(header, rows)))
 
 
 # %%

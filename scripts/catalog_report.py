@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from product_classifier.reporting import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts" / "picture_sets"))
 
@@ -90,12 +92,20 @@ def plot(rows: list[dict[str, Any]], folder: dict[str, Any], path: Path) -> None
 
 
 def render(report: dict[str, Any]) -> str:
-    from tabulate import tabulate
-
     rows = report["runs"]
     counts = report["folder"]["train_per_category"]
     whole = f"all ({min(counts.values())}-{max(counts.values())})"
-    curve = tabulate(
+    curve = markdown_table(
+        [
+            "pictures per category",
+            "trained on (after val/test split)",
+            "train min",
+            "epochs",
+            "val acc",
+            "in-folder test acc",
+            "held-out acc",
+            "held-out macro-F1",
+        ],
         [
             [
                 r["per_category"] or whole,
@@ -109,20 +119,10 @@ def render(report: dict[str, Any]) -> str:
             ]
             for r in rows
         ],
-        headers=[
-            "pictures per category",
-            "trained on (after val/test split)",
-            "train min",
-            "epochs",
-            "val acc",
-            "in-folder test acc",
-            "held-out acc",
-            "held-out macro-F1",
-        ],
-        tablefmt="github",
     )
     full = rows[-1]
-    per_class = tabulate(
+    per_class = markdown_table(
+        ["category", "precision", "recall", "F1", "pictures"],
         [
             [
                 c["name"],
@@ -133,8 +133,6 @@ def render(report: dict[str, Any]) -> str:
             ]
             for c in full["held_out"]["per_class"]
         ],
-        headers=["category", "precision", "recall", "F1", "pictures"],
-        tablefmt="github",
     )
     m = report["machine"]
     return f"""# Catalog models: accuracy and pictures needed

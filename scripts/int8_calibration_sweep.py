@@ -39,6 +39,7 @@ from product_classifier.export.quantize import (
 )
 from product_classifier.inference.model_card import load_model_card
 from product_classifier.inference.predictor import softmax
+from product_classifier.reporting import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs/evidence/held-out-2026-12-07/int8_calibration.json"
@@ -102,8 +103,6 @@ def decide(rows: dict[str, dict[str, Any]], n: int) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     """The sweep as a Markdown table (docs/benchmarks.md quotes it)."""
-    from tabulate import tabulate
-
     header = ["setting (calibration on training images)", "images", "accuracy", "vs FP32",
               "Shirt P / R", "agreement", "mean abs. logit error", "max prob. error"]  # fmt: skip
     rows = []
@@ -114,7 +113,7 @@ def table(result: dict[str, Any]) -> str:
                      f"{r['vs_fp32_pp']:+.2f} pp", f"{shirt_p:.3f} / {shirt_r:.3f}",
                      f"{100 * r['agreement']:.2f} %", f"{r['mean_abs_logit_error']:.3f}",
                      f"{r['max_prob_error']:.3f}"])  # fmt: skip
-    return tabulate(rows, header, tablefmt="github", disable_numparse=True)
+    return markdown_table(header, rows)
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from product_classifier.reporting import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts" / "picture_sets"))
 
@@ -100,8 +102,6 @@ def _pct(value: float | None) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    from tabulate import tabulate
-
     policy = report["review"]
     rows = []
     for variant, parts in report["variants"].items():
@@ -120,31 +120,28 @@ def render(report: dict[str, Any]) -> str:
                     f"{m['out_of_scope_auroc']:.3f}",
                 ]
             )
-    table = tabulate(
+    table = markdown_table(
+        ["model", "part", "pictures", "accuracy", "balanced", "needs_review on wrong",
+         "needs_review on right", "out-of-scope flagged", "out-of-scope AUROC"],
         rows,
-        headers=["model", "part", "pictures", "accuracy", "balanced", "needs_review on wrong",
-                 "needs_review on right", "out-of-scope flagged", "out-of-scope AUROC"],
-        tablefmt="github",
     )  # fmt: skip
     default = report["variants"][DEFAULT]
-    per_class = tabulate(
+    per_class = markdown_table(
+        ["category", "dev", "test"],
         [
             [c, _pct(default["dev"]["per_class"][c]), _pct(default["test"]["per_class"][c])]
             for c in default["dev"]["per_class"]
         ],
-        headers=["category", "dev", "test"],
-        tablefmt="github",
     )
     fm = report["fashion_mnist_test"]
     d, t = default["dev"], default["test"]
-    calibration = tabulate(
+    calibration = markdown_table(
+        ["images", "ECE, raw softmax", f"ECE, temperature {policy['temperature']:g}"],
         [
             ["Fashion-MNIST test", _pct(fm["ece_before_temperature"]), _pct(fm["ece"])],
             ["real pictures, dev", _pct(d["ece_before_temperature"]), _pct(d["ece"])],
             ["real pictures, test", _pct(t["ece_before_temperature"]), _pct(t["ece"])],
         ],
-        headers=["images", "ECE, raw softmax", f"ECE, temperature {policy['temperature']:g}"],
-        tablefmt="github",
     )
     return f"""# Real product pictures
 

@@ -4,7 +4,8 @@
     .venv/bin/python scripts/render_model_card.py            # rewrite docs/model_card.md
     .venv/bin/python scripts/render_model_card.py --check    # exit 1 if it is out of date
 
-Only the standard library: the card is plain JSON and the output plain Markdown.
+The card is plain JSON and the output plain Markdown; tables go through the package's
+`product_classifier.reporting.markdown_table`, like every other generated doc.
 """
 
 from __future__ import annotations
@@ -16,18 +17,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from product_classifier.reporting import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CARD = ROOT / "artifacts" / "model_card.json"
 DEFAULT_OUT = ROOT / "docs" / "model_card.md"
 QUALITY_BAR = 0.85  # the per-class precision/recall bar the release is checked against
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> list[str]:
-    align = align or "l" * len(header)
-    marks = {"l": ":--", "r": "--:", "c": ":-:"}
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return lines
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "l") -> list[str]:
+    """The project's table writer, as lines to splice into the card's list of lines."""
+    return markdown_table(header, rows, align).splitlines()
 
 
 def _pct(value: float) -> str:

@@ -2,10 +2,11 @@
 
 uvicorn with several workers is a supervisor plus one process per worker, so every figure
 sums over the root process and all its descendants (re-listed at each sample: workers can be
-restarted). CPU is reported as a percentage of the whole machine (100% = every core busy). Memory is
-summed over the processes twice: RSS (what was asked for; it counts the shared pages of
-libraries once per process, so it over-states the total) and PSS (shared pages split between
-the processes that map them: what the tree really costs the machine, e.g. a container limit).
+restarted). CPU is reported as a percentage of the whole machine (100% = every core this
+process may use busy). Memory is summed over the processes twice: RSS (what was asked for; it
+counts the shared pages of libraries once per process, so it over-states the total) and PSS
+(shared pages split between the processes that map them: what the tree really costs the
+machine, e.g. a container limit).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass
 
 import psutil
+
+from product_classifier.resources import available_cpus
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,10 @@ class TreeMonitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.cpu_count = psutil.cpu_count() or 1
+        # "The machine" is what this process may use: its affinity capped by a cgroup quota. On a
+        # container limited to 2 CPUs of a 64-core host, 100% means both allowed CPUs are busy,
+        # not 2/64 of a host the server could never have used (psutil counts the host's CPUs).
+        self.cpu_count = available_cpus()
 
     def start(self) -> TreeMonitor:
         self.sample()

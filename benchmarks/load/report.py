@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import REPO_ROOT
-from benchmarks.tables import markdown_table
+from product_classifier.reporting import markdown_table
 
 Results = dict[str, Any]
 
@@ -120,7 +120,7 @@ def peer_table(results: Results) -> str:
     if results.get("baseline"):
         servers.append(results["baseline"])
     rows = [[server_name(s), *[fmt(m.get(s)) for m in METRICS]] for s in servers]
-    return markdown_table(["server", *[m.title for m in METRICS]], rows)
+    return markdown_table(["server", *[m.title for m in METRICS]], rows, align="lr")
 
 
 def ratio_table(project: Results, peers: list[Results]) -> str:
@@ -129,7 +129,9 @@ def ratio_table(project: Results, peers: list[Results]) -> str:
         [server_name(peer), *[ratio(m.get(project), m.get(peer)) for m in METRICS]]
         for peer in peers
     ]
-    return markdown_table([f"{server_name(project)} ÷", *[m.title for m in METRICS]], rows)
+    return markdown_table(
+        [f"{server_name(project)} ÷", *[m.title for m in METRICS]], rows, align="lr"
+    )
 
 
 def headline(results: Results) -> list[str]:
@@ -212,7 +214,9 @@ def targets_table(results: Results) -> str:
                 f"{fmt(check.get(peer))} ({peer['peer']})" if peer else "–",
             ]
         )
-    return markdown_table(["target", "limit", "this project", "status", "best peer"], rows)
+    return markdown_table(
+        ["target", "limit", "this project", "status", "best peer"], rows, align="lr"
+    )
 
 
 def _best_peer(results: Results, check: Check) -> Results | None:
@@ -283,7 +287,7 @@ def scenario_table(server: Results) -> str:
         users = sc["steps"][-1]["users"] if sc.get("steps") else None
         label = title + (f" ({users} users)" if users and name != "soak_png" else "")
         rows.append([label, *[fmt(_value(server, name, key)) for _, key in _COLUMNS]])
-    return markdown_table(["scenario", *[c[0] for c in _COLUMNS]], rows)
+    return markdown_table(["scenario", *[c[0] for c in _COLUMNS]], rows, align="lr")
 
 
 def ramp_table(server: Results) -> str:
@@ -307,7 +311,7 @@ def ramp_table(server: Results) -> str:
             ]
         )
     header = ["connections", "req/s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "errors %"]
-    return markdown_table([*header, "CPU % machine", "peak RSS MB"], rows)
+    return markdown_table([*header, "CPU % machine", "peak RSS MB"], rows, align="lr")
 
 
 def soak_table(server: Results) -> str:
@@ -331,7 +335,7 @@ def soak_table(server: Results) -> str:
             ]
         )
     header = ["seconds", "req/s", "mean ms", "p95 ms", "p99 ms", "errors", "RSS MB (max)"]
-    return markdown_table(header, rows)
+    return markdown_table(header, rows, align="lr")
 
 
 def plot_soak(results: Results, path: Path) -> Path | None:
@@ -402,12 +406,13 @@ def inference_table(results: Results) -> str:
         for r in results.get("inference_only", [])
     ]
     header = ["model", "batch", "processes", "threads each", "images/s", "ms per call"]
-    return markdown_table([*header, "CPU ms/image"], rows)
+    return markdown_table([*header, "CPU ms/image"], rows, align="lr")
 
 
 def bottleneck_text(results: Results) -> str:
     tuned, http = results["tuned"], results.get("http_only")
-    cores = results["machine"].get("cpu_count") or 1
+    machine = results["machine"]  # runs before usable_cpus was recorded have cpu_count only
+    cores = machine.get("usable_cpus") or machine.get("cpu_count") or 1
     lines = []
     cost = cascade_cost(results)
     if cost:
@@ -421,7 +426,7 @@ def bottleneck_text(results: Results) -> str:
             f"{results['cascade']['threshold']}), an image costs ~"
             f"{fmt(cost['cpu_ms_per_image'])} CPU-ms of model, "
             f"{fmt(second / cost['cpu_ms_per_image'])}x less than the released model alone: "
-            f"{cores} busy cores could classify "
+            f"{cores:g} busy cores could classify "
             f"~{fmt(1000 * cores / cost['cpu_ms_per_image'])} images/s (the released model "
             f"alone: ~{fmt(1000 * cores / second)})."
         )
@@ -479,7 +484,7 @@ def bottleneck_text(results: Results) -> str:
 def settings_table(results: Results) -> str:
     settings = results.get("service_settings") or {}
     rows = [[key, str(value)] for key, value in settings.items()]
-    return markdown_table(["setting", "value"], rows, text_columns=2) if rows else "(not recorded)"
+    return markdown_table(["setting", "value"], rows, align="llr") if rows else "(not recorded)"
 
 
 def sweep_table(results: Results) -> str:
@@ -498,7 +503,9 @@ def sweep_table(results: Results) -> str:
             ]
         )
     header = ["settings", "100 rps p95 ms", "100 rps CPU %", "PNG x64 req/s", "PNG x64 p95 ms"]
-    return markdown_table([*header, "JPEG x64 req/s", "peak RSS MB", "peak PSS MB"], rows)
+    return markdown_table(
+        [*header, "JPEG x64 req/s", "peak RSS MB", "peak PSS MB"], rows, align="lr"
+    )
 
 
 # -- the document ---------------------------------------------------------------------------------
@@ -626,7 +633,7 @@ def render_markdown(results: Results, soak_png: str | None, evidence: str | None
         "",
         "Process start (`Popen`) to the first ready answer, polled every 10 ms.",
         "",
-        markdown_table(["server", "runs (s)", "median (s)"], cold_rows),
+        markdown_table(["server", "runs (s)", "median (s)"], cold_rows, align="lr"),
         "",
     ]
     if results.get("sweep"):

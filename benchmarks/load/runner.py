@@ -518,7 +518,7 @@ class Runner:
 
     def peer_targets(self) -> list[Target]:
         """The configured peers; raises before anything runs when one is not installed."""
-        from product_classifier.serving.settings import usable_cores
+        from product_classifier.resources import usable_cores
 
         o = self.opts
         known = peers(usable_cores())
@@ -714,8 +714,13 @@ def machine_info() -> dict[str, Any]:
     import onnxruntime
     import psutil
 
+    from product_classifier.resources import available_cpus
+
     return {
+        # The host's CPUs describe the machine (and scale its load average, which counts every
+        # process on the host); usable_cpus is what this run may use (resources.py).
         "cpu_count": os.cpu_count(),
+        "usable_cpus": available_cpus(),
         "cpu_model": _cpu_model(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),

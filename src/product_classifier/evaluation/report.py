@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from product_classifier.evaluation.metrics import QUALITY_BAR, ClassificationMetrics
+from product_classifier.reporting import markdown_table
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -47,17 +48,20 @@ def render_summary(
     ]
     for key, value in (extra or {}).items():
         lines.append(f"- {key}: {value}")
-    lines += [
-        "",
-        f"| id | class | precision | recall | F1 | support | ≥ {bar:.2f} |",
-        "|---:|:--|--:|--:|--:|--:|:-:|",
-    ]
-    for c in metrics.per_class:
-        ok = c.precision >= bar and c.recall >= bar
-        lines.append(
-            f"| {c.class_id} | {c.name} | {c.precision:.4f} | {c.recall:.4f} | {c.f1:.4f} "
-            f"| {c.support} | {_mark(ok)} |"
+    rows = [
+        (
+            c.class_id,
+            c.name,
+            f"{c.precision:.4f}",
+            f"{c.recall:.4f}",
+            f"{c.f1:.4f}",
+            c.support,
+            _mark(c.precision >= bar and c.recall >= bar),
         )
+        for c in metrics.per_class
+    ]
+    header = ["id", "class", "precision", "recall", "F1", "support", f"≥ {bar:.2f}"]
+    lines += ["", markdown_table(header, rows, align="rlrrrrc")]
     if image:
         lines += ["", f"![Confusion matrix]({image})"]
     return "\n".join(lines) + "\n"
