@@ -48,7 +48,7 @@ SCENARIOS = (("lone_png", "png", 1), ("png_64", "png", 64), ("jpeg_64", "jpeg", 
 
 def serve_granian(port: int, workers: int) -> None:
     """What ``serving/run.py`` does for uvicorn, for Granian: metrics directory, log config."""
-    from granian import Granian  # type: ignore[import-not-found]
+    from granian import Granian
 
     from product_classifier.serving.logging_config import build_log_config
     from product_classifier.serving.observability_multiprocess import prepare_multiprocess_dir
