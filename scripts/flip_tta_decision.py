@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 from product_classifier.constants import CLASS_NAMES
 from product_classifier.data.split import fashion_mnist_split
 from product_classifier.evaluation.evaluate import onnx_logits
-from product_classifier.evaluation.metrics import compute_metrics
+from product_classifier.evaluation.metrics import compute_metrics, paired_difference
 from product_classifier.export.cascade import cascade_predictions
 from product_classifier.inference.model_card import load_model_card
 from product_classifier.inference.predictor import softmax
@@ -53,15 +52,6 @@ def summary(labels: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
         "min_recall": m.min_recall,
         "weakest_class": weakest.name,
     }
-
-
-def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Accuracy difference a - b on the same images and its paired standard error, in pp."""
-    n = len(a)
-    wins, losses = int((a & ~b).sum()), int((~a & b).sum())
-    diff = (wins - losses) / n
-    se = math.sqrt(max(wins + losses - n * diff**2, 0.0)) / n
-    return {"delta_pp": 100 * diff, "se_pp": 100 * se, "wins": wins, "losses": losses}
 
 
 def main() -> None:
@@ -93,7 +83,7 @@ def main() -> None:
             rows[name][f"_ok_{tta}"] = pred == labels
     decisions = {}
     for name, row in rows.items():
-        diff = paired(row.pop("_ok_True"), row.pop("_ok_False"))
+        diff = paired_difference(row.pop("_ok_True"), row.pop("_ok_False"))
         row["tta_minus_plain"] = diff
         plain, tta = row["plain"], row["tta"]
         adopt = (

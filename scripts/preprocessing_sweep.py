@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from product_classifier import preprocessing as pp
+from product_classifier.evaluation.metrics import paired_difference
 from product_classifier.evaluation.photos import (
     build_photo_set,
     photo_subset,
@@ -102,15 +102,6 @@ def correct(
     return np.asarray(classify(canon) == labels)
 
 
-def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Accuracy difference a - b on the same photos and its paired standard error."""
-    n = len(a)
-    wins, losses = int((a & ~b).sum()), int((~a & b).sum())
-    diff = (wins - losses) / n
-    se = math.sqrt(max(wins + losses - n * diff**2, 0.0)) / n
-    return {"delta_pp": 100 * diff, "se_pp": 100 * se, "wins": wins, "losses": losses}
-
-
 def rendered(
     images: np.ndarray, labels: np.ndarray, n: int, seed: int, split: str
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -130,7 +121,7 @@ def score(
     oks = {name: correct(grays, y, s, classify) for name, s in settings.items()}
     out.update({f"{name}_accuracy": float(ok.mean()) for name, ok in oks.items()})
     if "winner" in oks:
-        diff = paired(oks["winner"], oks["current"])
+        diff = paired_difference(oks["winner"], oks["current"])
         out.update({f"winner_vs_current_{k}": v for k, v in diff.items()})
     return out
 
@@ -165,7 +156,7 @@ def main() -> None:
                 "knob": knob,
                 "value": value,
                 "accuracy": float(ok.mean()),
-                **paired(ok, base_ok),
+                **paired_difference(ok, base_ok),
             }
             row["clear_gain"] = row["delta_pp"] > 2 * row["se_pp"]
             rows.append(row)

@@ -3,6 +3,7 @@
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -77,8 +78,8 @@ def test_every_cli_command_in_the_readme_exists():
         assert result.exit_code == 0, f"`product-classifier {command}` is not a command"
 
 
-def test_real_pictures_table_matches_the_model_card():
-    """The README's real-picture figures are the card's (scripts/render_model_card.py)."""
+def _render_script() -> Any:
+    """scripts/render_model_card.py as a module (it is a script, not part of the package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
@@ -87,20 +88,19 @@ def test_real_pictures_table_matches_the_model_card():
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_real_pictures_table_matches_the_model_card():
+    """The README's real-picture figures are the card's (scripts/render_model_card.py)."""
+    script = _render_script()
     assert _section("real-pictures-table") == script.readme_real_pictures(CARD)
     assert "real_pictures" in CARD, "the released card has no real-picture figures"
 
 
 def test_every_generated_readme_table_is_the_cards():
     """Each generated README section is what scripts/render_model_card.py renders now."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "render_model_card", Path("scripts/render_model_card.py")
-    )
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _render_script()
     assert set(script.README_SECTIONS) >= {"results-table", "per-class-table"}
     for name, build in script.README_SECTIONS.items():
         assert _section(name) == build(CARD), f"{name}: run scripts/render_model_card.py"

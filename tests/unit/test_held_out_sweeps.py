@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from product_classifier import preprocessing as pp
+from product_classifier.evaluation.metrics import paired_difference
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -55,14 +56,14 @@ def test_a_setting_is_undone_after_its_block(sweep: ModuleType) -> None:
     assert not np.array_equal(unsharpened, pp.canonicalize(_photo()))
 
 
-def test_paired_difference_counts_only_disagreements(sweep: ModuleType) -> None:
+def test_paired_difference_counts_only_disagreements() -> None:
     a = np.array([True] * 95 + [False] * 5)
     b = np.array([True] * 90 + [False] * 10)
-    diff = sweep.paired(a, b)
+    diff = paired_difference(a, b)
     assert diff["wins"] == 5 and diff["losses"] == 0
     assert diff["delta_pp"] == pytest.approx(5.0)
     assert 0 < diff["se_pp"] < diff["delta_pp"]
-    assert sweep.paired(a, a)["se_pp"] == 0.0
+    assert paired_difference(a, a)["se_pp"] == 0.0
 
 
 def test_int8_rule_keeps_the_released_setting_within_noise() -> None:

@@ -122,3 +122,14 @@ def compute_metrics(y_true: Any, y_pred: Any, class_names: Sequence[str]) -> Cla
         per_class=per_class,
         confusion_matrix=cm.tolist(),
     )
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Accuracy of ``a`` minus that of ``b`` (boolean "right" flags on the same images), in pp,
+    with its paired standard error: only the images where the two disagree carry information,
+    so the paired error is much smaller than two independent accuracies' would be."""
+    n = len(a)
+    wins, losses = int((a & ~b).sum()), int((~a & b).sum())
+    diff = (wins - losses) / n
+    se = float(np.sqrt(max(wins + losses - n * diff**2, 0.0))) / n
+    return {"delta_pp": 100 * diff, "se_pp": 100 * se, "wins": wins, "losses": losses}
