@@ -174,7 +174,7 @@ class MicroBatcher:
     @property
     def healthy(self) -> bool:
         """Accepting, with a live worker and a model slot that is not stuck (``/ready``)."""
-        return self._accepting and self.worker_alive and not self.stalled
+        return self.health_problem() is None
 
     def health_problem(self) -> str | None:
         """Why ``healthy`` is False, in words for ``/ready``; None when healthy."""

@@ -182,12 +182,8 @@ class ModelService:
 
     # -- health ---------------------------------------------------------------------------------
 
-    @property
-    def healthy(self) -> bool:
-        """The model can answer: its batcher runs with a live worker and a free model slot."""
-        return self.batcher.healthy
-
     def health_problem(self) -> str | None:
+        """Why the model cannot answer now (``/ready``); None when it can."""
         return self.batcher.health_problem()
 
     # -- startup --------------------------------------------------------------------------------
