@@ -54,8 +54,8 @@ def main() -> None:
 
     import uvicorn
 
-    from product_classifier.serving.logging_config import build_log_config
     from product_classifier.serving.observability_multiprocess import prepare_multiprocess_dir
+    from product_classifier.serving.run import APP_FACTORY, uvicorn_options
 
     # Metrics as `serve` keeps them with one worker per core: in files shared by the workers.
     prepare_multiprocess_dir(2)
@@ -64,18 +64,12 @@ def main() -> None:
     body = Path(tempfile.mkdtemp(prefix="profile-predict-")) / "png.bin"
     body.write_bytes(build_pool(png_count=1, jpeg_count=1, batch_count=0).png[0])
     port = free_port()
+    # Exactly what `serve` gives uvicorn (serving/run.py), on one worker in this process.
     config = uvicorn.Config(
-        "product_classifier.serving.app:create_app",
-        factory=True,
+        APP_FACTORY,
         host="127.0.0.1",
         port=port,
-        loop="uvloop",
-        http="httptools",
-        # What serving/run.py gives uvicorn: the service's JSON logs, its own access line only.
-        log_config=build_log_config("info", "json"),
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
+        **uvicorn_options("info", "json", access_log=False),
     )
     server = uvicorn.Server(config)
     out: dict[str, object] = {}

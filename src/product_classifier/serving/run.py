@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 from collections.abc import Sequence
+from typing import Any
 
 APP_FACTORY = "product_classifier.serving.app:create_app"
 
@@ -44,32 +45,39 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import uvicorn
 
-    from product_classifier.serving.logging_config import build_log_config
     from product_classifier.serving.observability_multiprocess import prepare_multiprocess_dir
 
     # Metrics add up across workers only if their directory exists before the workers start.
     prepare_multiprocess_dir(args.workers, enabled=not args.no_metrics)
-    has_uvloop = importlib.util.find_spec("uvloop") is not None
-    has_httptools = importlib.util.find_spec("httptools") is not None
     uvicorn.run(
         APP_FACTORY,
-        factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level=args.log_level,
-        log_config=build_log_config(args.log_level, args.log_format),
-        access_log=args.access_log,
-        loop="uvloop" if has_uvloop else "asyncio",
-        http="httptools" if has_httptools else "h11",
+        **uvicorn_options(args.log_level, args.log_format, access_log=args.access_log),
+    )
+
+
+def uvicorn_options(log_level: str, log_format: str, *, access_log: bool) -> dict[str, Any]:
+    """How the service runs under uvicorn, apart from where it listens and how many workers:
+    also what benchmarks/profile_predict.py profiles, so the two cannot drift apart."""
+    from product_classifier.serving.logging_config import build_log_config
+
+    return {
+        "factory": True,
+        "log_level": log_level,
+        "log_config": build_log_config(log_level, log_format),
+        "access_log": access_log,
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio",
+        "http": "httptools" if importlib.util.find_spec("httptools") is not None else "h11",
         # Let in-flight requests finish on SIGTERM, but don't hang a deploy forever.
-        timeout_graceful_shutdown=30,
-        server_header=False,  # don't advertise the server software; one header less to write
+        "timeout_graceful_shutdown": 30,
+        "server_header": False,  # don't advertise the server software; one header less to write
         # scope["client"] stays the TCP peer: uvicorn would otherwise believe X-Forwarded-For
         # from loopback; the app believes only PRODUCT_CLASSIFIER_TRUSTED_PROXIES
         # (serving/client_address.py).
-        proxy_headers=False,
-    )
+        "proxy_headers": False,
+    }
 
 
 if __name__ == "__main__":
