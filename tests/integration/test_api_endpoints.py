@@ -249,3 +249,53 @@ def test_the_card_review_policy_calibrates_and_gives_reasons(
     files = [("files", (f"{i}.png", make_image(p))) for i, p in enumerate(images)]
     batch = client.post("/v1/predict/batch", files=files).json()["results"]
     assert [r["review_reason"] for r in batch] == [policy.reason(r["confidence"]) for r in batch]
+
+
+def test_real_pictures_are_reviewed_with_the_pictures_policy(
+    server_factory: Callable[..., LiveServer], contract_model: Path, tmp_path: Path
+) -> None:
+    """A 28x28 upload (the dataset's form) gets the card's main policy, a larger picture
+    (which canonicalize reshapes) the pictures' one, in single and batch predictions."""
+    import io
+    import json
+    import shutil
+
+    from PIL import Image
+
+    from product_classifier.inference.review import ReviewPolicy
+    from product_classifier.preprocessing import canonicalize, decode_image, to_grayscale
+
+    folder = tmp_path / "model"
+    shutil.copytree(contract_model.parent, folder)
+    card_path = folder / "model_card.json"
+    card = json.loads(card_path.read_text())
+    pictures = ReviewPolicy(threshold=0.99, out_of_scope_threshold=0.2, temperature=3.0)
+    policy = ReviewPolicy(threshold=0.3, temperature=0.5, pictures=pictures)
+    card["review"] = policy.to_dict()
+    card_path.write_text(json.dumps(card))
+    client = server_factory(folder / "model.onnx").client()
+    assert client.get("/v1/model").json()["runtime"]["review"] == policy.to_dict()
+
+    def png(pixels: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        return buf.getvalue()
+
+    small = fashion_like(3)
+    picture = 255 - np.kron(fashion_like(4), np.ones((4, 4), np.uint8))  # 112x112, on white
+    uploads = [(png(small), policy, small)]
+    seen = canonicalize(to_grayscale(decode_image(png(picture))))
+    uploads.append((png(picture), pictures, seen))
+    answers = []
+    for data, expected_policy, pixels in uploads:
+        body = client.post("/v1/predict", files={"file": ("x.png", data)}).json()
+        probs = expected_policy.calibrate(expected_probs(contract_model, pixels)[None])[0]
+        check_scores(body, probs)
+        assert body["review_reason"] == expected_policy.reason(body["confidence"])
+        answers.append(body)
+    assert answers[0]["needs_review"] is False and answers[1]["needs_review"] is True
+    files = [("files", (f"{i}.png", data)) for i, (data, _, _) in enumerate(uploads)]
+    batch = client.post("/v1/predict/batch", files=files).json()["results"]
+    for row, single in zip(batch, answers, strict=True):
+        assert row["confidence"] == pytest.approx(single["confidence"], rel=1e-5)
+        assert row["review_reason"] == single["review_reason"]

@@ -14,7 +14,9 @@ from product_classifier.preprocessing import (
     PreprocessingError,
     canonicalize,
     decode_image,
+    fill_enclosed,
     from_fashion_mnist,
+    is_dataset_form,
     letterbox,
     preprocess_bytes,
     preprocess_image,
@@ -359,3 +361,48 @@ def test_fashion_mnist_images_become_dark_items_on_white_for_a_letterbox_spec() 
     assert out.shape == (1, 56, 56, 3)
     assert tuple(out[0, 0, 0]) == (255, 255, 255) and tuple(out[0, 28, 28]) == (0, 0, 0)
     assert from_fashion_mnist(item, FASHION_MNIST_SPEC) is item
+
+
+def test_an_outline_drawing_becomes_a_filled_silhouette() -> None:
+    """A garment drawn as a contour on a white page: its inside is background the item
+    encloses, raised to a flat grey, while the page around it stays dark."""
+    page = np.full((400, 400), 255, np.uint8)
+    page[60:340, 80:320] = 0  # a dark 8 px contour...
+    page[68:332, 88:312] = 255  # ...around a white inside
+    out = canonicalize(page)
+    assert out[14, 14] >= 120  # the inside, now grey
+    assert out[0, 0] < 30 and out[:, 0].max() < 30  # the page outside, still dark
+    # Without a closed contour nothing is enclosed: an open U keeps its inside dark.
+    page[60:68, 88:312] = 255
+    assert canonicalize(page)[14, 14] < 60
+
+
+def test_fill_enclosed_leaves_what_the_border_reaches_and_keeps_bright_pixels() -> None:
+    image = np.zeros((28, 28), np.uint8)
+    image[5:20, 5:20] = 255
+    image[8:17, 8:17] = 0  # a hole
+    image[10, 10] = 30  # a dim pixel in it: raised to the fill, never lowered
+    image[12, 12] = 200  # a bright detail in it: kept
+    out = fill_enclosed(image, level=0.2, fill=0.55)
+    assert out[9, 9] == out[10, 10] == round(0.55 * 255) and out[12, 12] == 200
+    assert out[0, 0] == 0 and (out[5:20, 5:20] > 0).all()
+    assert fill_enclosed(np.zeros((28, 28), np.uint8)) is not None
+    assert not fill_enclosed(np.zeros((28, 28), np.uint8)).any()
+
+
+@pytest.mark.parametrize(
+    ("size", "fmt"), [((28, 28), "PNG"), ((28, 28), "JPEG"), ((28, 28), "WEBP")]
+)
+def test_a_28x28_upload_is_in_the_dataset_form_whatever_its_format(size, fmt) -> None:
+    data = _encode(Image.fromarray(_item(*size)), fmt)
+    assert is_dataset_form(data)
+    # ...and it is exactly what canonicalize passes through (the review policy relies on it).
+    gray = to_grayscale(decode_image(data))
+    assert np.array_equal(canonicalize(gray), gray)
+
+
+@pytest.mark.parametrize("payload", [b"", b"not an image", b"\x89PNG\r\n\x1a\n" + b"\0" * 8])
+def test_pictures_and_broken_files_are_not_in_the_dataset_form(payload: bytes) -> None:
+    assert not is_dataset_form(payload)
+    assert not is_dataset_form(_encode(Image.fromarray(_item(56, 56))))
+    assert not is_dataset_form(_encode(Image.fromarray(_item(28, 29)), "JPEG"))

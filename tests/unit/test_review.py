@@ -7,6 +7,7 @@ import pytest
 
 from product_classifier.evaluation.review import (
     LabelledProbs,
+    choose_picture_policy,
     choose_policy,
     expected_calibration_error,
     fit_temperature,
@@ -111,3 +112,37 @@ def test_the_chosen_policy_keeps_clean_images_unflagged_and_catches_dev_mistakes
     assert on_dev["review_on_wrong"] > 3 * val["review_rate"]
     assert on_dev["out_of_scope_flagged"] > 0.9 and on_dev["out_of_scope_auroc"] > 0.8
     assert 0 < policy.out_of_scope_threshold <= policy.threshold
+
+
+def test_real_pictures_get_their_own_policy_through_the_card_and_an_override() -> None:
+    pictures = ReviewPolicy(0.8, 0.3, 2.0)
+    card = {"review": {"threshold": 0.7, "temperature": 1.2, "pictures": pictures.to_dict()}}
+    policy = review_policy(card)
+    assert policy.pictures == pictures
+    assert policy.for_upload(picture=True) is policy.pictures
+    assert policy.for_upload(picture=False) is policy
+    assert ReviewPolicy.from_card({"review": policy.to_dict()}) == policy  # the card round-trips
+    assert "pictures" not in ReviewPolicy().to_dict()  # a card without one stays as it was
+    assert ReviewPolicy().for_upload(picture=True) == ReviewPolicy()
+    # An operator's threshold is the operator's for every upload; each band stays below it.
+    assert review_policy(card, 0.25).pictures == ReviewPolicy(0.25, 0.25, 2.0)
+    with pytest.raises(ReviewPolicyError, match="pictures"):
+        ReviewPolicy(pictures=ReviewPolicy(pictures=ReviewPolicy()))
+    with pytest.raises(ReviewPolicyError, match="review section"):
+        review_policy({"review": {"threshold": 0.7, "pictures": {"temperature": 2.0}}})
+
+
+def test_the_pictures_policy_is_chosen_on_dev_to_catch_its_mistakes() -> None:
+    rng = np.random.default_rng(2)
+    # An over-confident model on pictures: sharpened probabilities, many mistakes.
+    dev = _labelled(rng, 400, sharp=0.8, oos=100)
+    dev = LabelledProbs(ReviewPolicy(temperature=0.5).calibrate(dev.probs), dev.labels)
+    policy, evidence = choose_picture_policy(dev, min_wrong_flagged=0.85)
+    assert policy.temperature > 1.2  # the over-confidence is taken out
+    on_dev = review_metrics(policy, dev)
+    assert on_dev["review_on_wrong"] >= 0.85
+    # ...and the lowest such threshold: one grid step lower catches fewer than 85%.
+    lower = ReviewPolicy(round(policy.threshold - 0.005, 3), 0.0, policy.temperature)
+    assert review_metrics(lower, dev)["review_on_wrong"] < 0.85
+    assert "85%" in evidence["threshold_rule"]
+    assert 0.0 <= policy.out_of_scope_threshold <= policy.threshold

@@ -2,7 +2,8 @@
 
 The temperature comes from the Fashion-MNIST validation split, the review threshold from the
 share of clean validation images it may flag, the out-of-scope band from a dev folder of real
-pictures (its categories' sub-folders plus ``out-of-scope``). Never a test set. See
+pictures (its categories' sub-folders plus ``out-of-scope``). Real pictures get their own
+temperature and thresholds, from the dev folder alone. Never a test set. See
 export/review.py and inference/review.py.
 """
 
@@ -65,6 +66,12 @@ def review(
         f"temperature {entry['temperature']}, review below {entry['threshold']}, "
         f"out of scope below {entry['out_of_scope_threshold']}"
     )
+    pictures = entry.get("pictures")
+    if pictures:
+        typer.echo(
+            f"real pictures: temperature {pictures['temperature']}, review below "
+            f"{pictures['threshold']}, out of scope below {pictures['out_of_scope_threshold']}"
+        )
     for part in ("validation", "dev"):
         m = entry[part]
         wrong = "n/a" if m["review_on_wrong"] is None else f"{m['review_on_wrong']:.1%}"

@@ -34,7 +34,9 @@ def labelled_folder(predictor: Any, folder: Path) -> LabelledProbs:
     """The predictor's probabilities on a folder of real pictures; ``out-of-scope`` is -1.
 
     Folder names are matched to the model's categories as catalog folders are ("T-shirt-top"
-    is T-shirt/top); a folder that names none of them is an error, not a silent skip.
+    is T-shirt/top); a folder that names none of them is an error, not a silent skip. Every
+    file must be a picture in the review policy's sense (not a 28x28 image, which the service
+    scores with the dataset's policy), since these are scored with the pictures' policy.
     """
     from product_classifier.data.folder import load_folder
     from product_classifier.data.folder_import import category_of
@@ -43,6 +45,13 @@ def labelled_folder(predictor: Any, folder: Path) -> LabelledProbs:
     if not folder.is_dir():
         raise ReviewChoiceError(f"not a folder of pictures: {folder}")
     data = load_folder(folder, predictor.spec, min_images_per_class=1, progress=False)
+    from product_classifier.preprocessing import IMAGE_EXTENSIONS, is_dataset_form
+
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and is_dataset_form(path.read_bytes()):
+            raise ReviewChoiceError(
+                f"{path}: a 28x28 image is in the dataset's form, not a real picture"
+            )
     labels = []
     for picture in data.pictures:
         if picture.category == OUT_OF_SCOPE_FOLDER:
@@ -60,8 +69,9 @@ def labelled_folder(predictor: Any, folder: Path) -> LabelledProbs:
 
 
 def real_picture_metrics(predictor: Any, policy: ReviewPolicy, folder: Path) -> dict[str, Any]:
-    """A labelled folder as the service answers it (``policy`` included): accuracy, balanced
-    and per category, the review flag's rates, out-of-scope detection, calibration."""
+    """A labelled folder as the service answers it (``policy``'s pictures' policy included):
+    accuracy, balanced and per category, the review flag's rates, out-of-scope detection,
+    calibration."""
     return labelled_metrics(labelled_folder(predictor, folder), policy, predictor.class_names)
 
 
@@ -70,6 +80,8 @@ def labelled_metrics(
 ) -> dict[str, Any]:
     """:func:`real_picture_metrics` for probabilities already computed."""
     from product_classifier.evaluation.review import expected_calibration_error
+
+    policy = policy.for_upload(picture=True)
 
     pred = data.probs.argmax(1)  # a temperature never changes the answer
     per_class = {
@@ -136,7 +148,7 @@ def choose_review(
         },
         **evidence,
         "validation": review_metrics(policy, validation),
-        "dev": review_metrics(policy, dev_data),
+        "dev": review_metrics(policy.for_upload(picture=True), dev_data),
         "created_at": utc_now(),
     }
     if write:

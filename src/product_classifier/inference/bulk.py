@@ -34,6 +34,7 @@ from product_classifier.preprocessing import (
     IMAGE_EXTENSIONS,
     PreprocessConfig,
     PreprocessingError,
+    is_dataset_form,
     preprocess_bytes,
 )
 
@@ -292,11 +293,13 @@ class LocalBackend:
                 good.append(i)
                 tensors.append(decoded)
         if tensors:
-            probs = self.review.calibrate(self.predictor.predict_proba(np.concatenate(tensors)))
+            probs = self.predictor.predict_proba(np.concatenate(tensors))
             names = self.predictor.class_names
-            for i, p in zip(good, probs, strict=True):
-                top = top_entries(p, names)
-                reason = self.review.reason(top[0].probability)
+            for i, raw in zip(good, probs, strict=True):
+                # The service's policy for this upload: real pictures have their own.
+                review = self.review.for_upload(not is_dataset_form(batch[i][1]))
+                top = top_entries(review.calibrate(raw[None])[0], names)
+                reason = review.reason(top[0].probability)
                 rows[i] = BulkRow(
                     path=batch[i][0],
                     category=top[0].category,

@@ -8,6 +8,12 @@ which). The numbers are chosen per release on held-out data, never on a test set
 (``evaluation/review.py``), and travel in the model card's ``review`` section; a model whose
 card has none gets the service's fixed default (``review_threshold``, no out-of-scope band).
 
+Real pictures get their own numbers (``pictures``). On uploads that ``canonicalize`` reshapes
+(anything but a 28x28 image, see ``preprocessing.is_dataset_form``) a Fashion-MNIST model is
+both less accurate and over-confident, so one temperature and threshold cannot serve both:
+a threshold strict enough for pictures would flag far too many clean catalog images. The
+pictures' temperature and thresholds are chosen on the real-picture dev part.
+
 Numpy only: the service has no torch.
 """
 
@@ -34,6 +40,8 @@ class ReviewPolicy:
     threshold: float = DEFAULT_REVIEW_THRESHOLD
     out_of_scope_threshold: float = 0.0
     temperature: float = 1.0
+    # The policy for real pictures (uploads canonicalize reshapes); None: this one.
+    pictures: ReviewPolicy | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -45,6 +53,12 @@ class ReviewPolicy:
             )
         if not 0.05 <= self.temperature <= 20.0:
             raise ReviewPolicyError(f"temperature must be in [0.05, 20], got {self.temperature}")
+        if self.pictures is not None and self.pictures.pictures is not None:
+            raise ReviewPolicyError("the pictures' policy cannot have a pictures' policy")
+
+    def for_upload(self, picture: bool) -> ReviewPolicy:
+        """The policy for one upload: ``picture`` means canonicalize reshaped it."""
+        return self.pictures if picture and self.pictures is not None else self
 
     def calibrate(self, probs: np.ndarray) -> np.ndarray:
         """Temperature-scaled probabilities: softmax(log p / T) == softmax(logits / T)."""
@@ -70,8 +84,23 @@ class ReviewPolicy:
         out[confidence < self.out_of_scope_threshold] = 2
         return out
 
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = asdict(self)
+        if self.pictures is None:
+            del out["pictures"]
+        else:
+            del out["pictures"]["pictures"]
+        return out
+
+    @classmethod
+    def from_dict(cls, section: Mapping[str, Any]) -> ReviewPolicy:
+        pictures = section.get("pictures")
+        return cls(
+            threshold=float(section["threshold"]),
+            out_of_scope_threshold=float(section.get("out_of_scope_threshold", 0.0)),
+            temperature=float(section.get("temperature", 1.0)),
+            pictures=None if pictures is None else cls.from_dict(pictures),
+        )
 
     @classmethod
     def from_card(cls, card: Mapping[str, Any]) -> ReviewPolicy:
@@ -80,23 +109,25 @@ class ReviewPolicy:
         if not isinstance(section, Mapping):
             return cls()
         try:
-            return cls(
-                threshold=float(section["threshold"]),
-                out_of_scope_threshold=float(section.get("out_of_scope_threshold", 0.0)),
-                temperature=float(section.get("temperature", 1.0)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            return cls.from_dict(section)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ReviewPolicyError(f"the model card's review section is invalid: {exc}") from exc
 
 
 def review_policy(card: Mapping[str, Any], review_threshold: float | None = None) -> ReviewPolicy:
     """The card's review policy (chosen on held-out data at release); an operator's
-    ``review_threshold`` replaces its threshold (the out-of-scope band stays below it)."""
+    ``review_threshold`` replaces its thresholds, the pictures' too (the out-of-scope bands
+    stay below it)."""
     policy = ReviewPolicy.from_card(card)
     if review_threshold is None:
         return policy
+    return _with_threshold(policy, review_threshold)
+
+
+def _with_threshold(policy: ReviewPolicy, threshold: float) -> ReviewPolicy:
     return ReviewPolicy(
-        threshold=review_threshold,
-        out_of_scope_threshold=min(policy.out_of_scope_threshold, review_threshold),
+        threshold=threshold,
+        out_of_scope_threshold=min(policy.out_of_scope_threshold, threshold),
         temperature=policy.temperature,
+        pictures=None if policy.pictures is None else _with_threshold(policy.pictures, threshold),
     )

@@ -31,6 +31,7 @@ from product_classifier.preprocessing import (
     InputSpec,
     PreprocessConfig,
     PreprocessingError,
+    is_dataset_form,
     preprocess_bytes,
 )
 from product_classifier.serving.errors import ApiError
@@ -119,14 +120,17 @@ class ModelService:
         except BatcherClosedError as exc:
             raise ApiError(503, "not_ready", str(exc), self._retry_after) from exc
 
-    def format_prediction(self, probs: np.ndarray) -> dict[str, Any]:
-        p = self.review.calibrate(probs).tolist()
+    def format_prediction(self, probs: np.ndarray, picture: bool = False) -> dict[str, Any]:
+        """The answer for one upload; ``picture``: canonicalize reshaped it (the review policy
+        for real pictures applies, inference/review.py)."""
+        review = self.review.for_upload(picture)
+        p = review.calibrate(probs).tolist()
         names = self._class_names
         # Stable sort: ties go to the lower class id, like numpy's argmax offline.
         order = sorted(self._class_ids, key=p.__getitem__, reverse=True)[:TOP_K]
         best = order[0]
         confidence = p[best]
-        reason = self.review.reason(confidence)
+        reason = review.reason(confidence)
         return {
             "category": names[best],
             "class_id": best,
@@ -144,7 +148,7 @@ class ModelService:
             probs = await self._submit((data,))[0]
         except InferenceTimeoutError as exc:  # the batcher's deadline (settings)
             raise timeout_error(exc) from exc
-        result = self.format_prediction(probs)
+        result = self.format_prediction(probs, not is_dataset_form(data))
         if self.on_prediction is not None:
             self.on_prediction(result, len(data))
         return result
@@ -174,7 +178,8 @@ class ModelService:
                 elif isinstance(row, BaseException):
                     raise row  # the model failed, not the file: a 500 like the single route
                 else:
-                    prediction = {"filename": filename, **self.format_prediction(row)}
+                    picture = not is_dataset_form(data)
+                    prediction = {"filename": filename, **self.format_prediction(row, picture)}
                     results[i] = prediction
                     if self.on_prediction is not None:
                         self.on_prediction(prediction, len(data))
