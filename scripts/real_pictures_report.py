@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from product_classifier.constants import CLASS_NAMES
 from product_classifier.reporting import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +142,15 @@ def render(report: dict[str, Any]) -> str:
     fm = report["fashion_mnist_test"]
     d, t = default["dev"], default["test"]
     pictures = policy.get("pictures") or policy
+    bias = pictures.get("bias")
+    bias_text = (
+        "no per-category bias"
+        if not bias
+        else "a per-category bias on the scaled log-probabilities ("
+        + ", ".join(f"{c} {b:+.2f}" for c, b in zip(CLASS_NAMES, bias, strict=True))
+        + "), fitted on the dev part and kept because it held up with each design family "
+        "held out in turn, so a picture's category can differ from the model's own top-1"
+    )
     calibration = markdown_table(
         ["images", "temperature", "ECE, raw softmax", "ECE, after the temperature"],
         [
@@ -172,9 +182,10 @@ transformations of it.
 into silhouettes, `scripts/outline_fill_sweep.py`) and review policy: the model card's
 `review` section, chosen by `product-classifier review`. Real pictures (every upload but a
 28x28 image) have their own, chosen on the dev part alone: temperature
-{pictures["temperature"]:g} (the model is over-confident on pictures); `needs_review` below a
-calibrated confidence of {pictures["threshold"]:g}, the lowest threshold that flags 85% of
-the dev part's wrong answers; `review_reason: "out_of_scope"` below
+{pictures["temperature"]:g} (the model is over-confident on pictures);
+{bias_text}; `needs_review` below a calibrated confidence of
+{pictures["threshold"]:g}, the lowest threshold that flags 85% of the dev part's wrong
+answers; `review_reason: "out_of_scope"` below
 {pictures["out_of_scope_threshold"]:g}. 28x28 images, Fashion-MNIST's own form, keep the
 main policy: temperature {policy["temperature"]:g} from the validation split, review below
 {policy["threshold"]:g}. Balanced accuracy is the mean of the per-category accuracies; the

@@ -7,6 +7,7 @@ import pytest
 
 from product_classifier.evaluation.review import (
     LabelledProbs,
+    choose_bias,
     choose_picture_policy,
     choose_policy,
     expected_calibration_error,
@@ -146,3 +147,55 @@ def test_the_pictures_policy_is_chosen_on_dev_to_catch_its_mistakes() -> None:
     assert review_metrics(lower, dev)["review_on_wrong"] < 0.85
     assert "85%" in evidence["threshold_rule"]
     assert 0.0 <= policy.out_of_scope_threshold <= policy.threshold
+
+
+def test_a_bias_reweighs_categories_and_travels_in_the_card() -> None:
+    probs = np.array([[0.5, 0.3, 0.2]], dtype=np.float32)
+    policy = ReviewPolicy(temperature=1.0, bias=(-1.0, 0.0, 0.0))
+    out = policy.calibrate(probs)
+    assert out.argmax() == 1  # the offset changes the answer, as intended
+    expected = np.exp(np.log(probs) + np.array([-1.0, 0.0, 0.0]))
+    assert np.allclose(out, expected / expected.sum(), atol=1e-6)
+    card = {"review": ReviewPolicy(0.7, pictures=policy).to_dict()}
+    assert ReviewPolicy.from_card(card).pictures == policy
+    assert review_policy(card, 0.5).pictures.bias == policy.bias  # an override keeps it
+    with pytest.raises(ReviewPolicyError, match="3 bias values for 10 categories"):
+        ReviewPolicy.from_card({**card, "contract": {"class_names": [str(i) for i in range(10)]}})
+    with pytest.raises(ReviewPolicyError, match="bias"):
+        ReviewPolicy(bias=(float("nan"),))
+    with pytest.raises(ReviewPolicyError, match="2 bias values for 3"):
+        ReviewPolicy(bias=(0.0, 1.0)).calibrate(probs)
+
+
+def test_a_bias_is_chosen_only_when_it_holds_up_on_held_out_families() -> None:
+    rng = np.random.default_rng(3)
+    # A model that over-answers category 0 on pictures: every row gets +2 on its logit.
+    sink = _labelled(rng, 600, sharp=1.2)
+    logits = np.log(sink.probs)
+    logits[:, 0] += 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    groups = np.array([f"family{i % 6}" for i in range(600)], dtype=object)
+    dev = LabelledProbs(probs.astype(np.float32), sink.labels, groups)
+    bias, evidence = choose_bias(dev, temperature=1.0)
+    assert bias and bias[0] < -1.0  # the sink is pushed back
+    held = evidence["held_out_balanced_accuracy"]
+    assert held[str(evidence["bias_penalty"])] >= held["none"] + 0.02
+    assert evidence["families"] == 6
+    # A model without a sink: no bias earns its place.
+    fair = LabelledProbs(sink.probs, sink.labels, groups)
+    assert choose_bias(fair, temperature=1.0)[0] == ()
+
+
+def test_design_groups_come_from_the_manifest_or_the_icon_set_prefix(tmp_path) -> None:
+    import json
+
+    from product_classifier.export.review import design_groups
+
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    paths = ["Bag/fluent-emoji__purse.png", "Bag/lucide__backpack.png", "Coat/own.jpg"]
+    assert design_groups(dev, paths).tolist() == ["fluent-emoji", "lucide", "own.jpg"]
+    entries = [{"file": "dev/Bag/fluent-emoji__purse.png", "family": "microsoft-fluent"},
+               {"file": "test/Bag/lucide__backpack.png", "family": "lucide"}]  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps({"pictures": entries}))
+    assert design_groups(dev, paths).tolist() == ["microsoft-fluent", "lucide", "own.jpg"]

@@ -89,11 +89,19 @@ class LabelledProbs:
 
     probs: np.ndarray
     labels: np.ndarray
+    # The design family of each picture (for cross-validation by family); None: unknown.
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", np.asarray(self.labels).astype(np.int64))
         if len(self.probs) != len(self.labels):
             raise ValueError(f"{len(self.probs)} rows of probabilities, {len(self.labels)} labels")
+        if self.groups is not None and len(self.groups) != len(self.labels):
+            raise ValueError(f"{len(self.groups)} groups for {len(self.labels)} labels")
+
+    def subset(self, rows: np.ndarray) -> LabelledProbs:
+        groups = None if self.groups is None else self.groups[rows]
+        return LabelledProbs(self.probs[rows], self.labels[rows], groups)
 
     @property
     def in_scope(self) -> np.ndarray:
@@ -156,6 +164,76 @@ def out_of_scope_band(
     return best, best_score
 
 
+# Penalties on the squared per-category bias tried by :func:`choose_bias`, weakest first.
+BIAS_PENALTIES = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+# A bias is used only if it beats none by at least this much balanced accuracy, held out by
+# design family: ten fitted numbers must earn their place on pictures they never saw.
+MIN_BIAS_GAIN = 0.02
+
+
+def balanced_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    present = np.unique(labels)
+    return float(np.mean([(pred[labels == k] == k).mean() for k in present]))
+
+
+def fit_bias(scaled_logp: np.ndarray, labels: np.ndarray, penalty: float) -> np.ndarray:
+    """Per-category offsets b minimising the class-balanced NLL of softmax(scaled_logp + b)
+    plus ``penalty`` x |b|^2 (each category weighs the same, however many pictures it has)."""
+    from scipy.optimize import minimize
+
+    n_classes = scaled_logp.shape[1]
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    weights = (1.0 / np.maximum(counts, 1.0))[labels]
+    weights /= weights.sum()
+    z0 = scaled_logp.astype(np.float64)
+    rows = np.arange(len(labels))
+
+    def loss(b: np.ndarray) -> tuple[float, np.ndarray]:
+        z = z0 + b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        nll = -(weights * np.log(np.maximum(p[rows, labels], 1e-300))).sum()
+        grad = (weights[:, None] * p).sum(axis=0)
+        np.subtract.at(grad, labels, weights)
+        return float(nll + penalty * (b**2).sum()), grad + 2 * penalty * b
+
+    result = minimize(loss, np.zeros(n_classes), jac=True, method="L-BFGS-B")
+    return np.round(result.x, 4)
+
+
+def choose_bias(
+    dev: LabelledProbs, temperature: float, penalties: tuple[float, ...] = BIAS_PENALTIES
+) -> tuple[tuple[float, ...], dict[str, Any]]:
+    """The per-category bias for pictures, or none: each penalty is scored by balanced accuracy
+    with one design family held out at a time (fitted on the others), against no bias; the
+    best is kept if it gains :data:`MIN_BIAS_GAIN`, and then fitted on the whole dev part."""
+    inside = dev.subset(dev.in_scope)
+    scaled = np.log(np.maximum(inside.probs, 1e-30)) / temperature
+    labels = inside.labels
+    groups = inside.groups if inside.groups is not None else np.arange(len(labels))
+    none = balanced_accuracy(scaled.argmax(axis=1), labels)
+    held_out: dict[float, float] = {}
+    for penalty in penalties:
+        pred = np.empty_like(labels)
+        for group in np.unique(groups):
+            out = groups == group
+            fold_bias = fit_bias(scaled[~out], labels[~out], penalty)
+            pred[out] = (scaled[out] + fold_bias).argmax(axis=1)
+        held_out[penalty] = balanced_accuracy(pred, labels)
+    best = max(held_out, key=lambda k: held_out[k])
+    chosen = held_out[best] >= none + MIN_BIAS_GAIN
+    bias = tuple(float(b) for b in fit_bias(scaled, labels, best)) if chosen else ()
+    evidence = {
+        "bias_rule": "penalty on |bias|^2 with the best balanced accuracy held out by design "
+        f"family; kept only if it beats no bias by {MIN_BIAS_GAIN:.0%}",
+        "held_out_balanced_accuracy": {"none": none, **{str(k): v for k, v in held_out.items()}},
+        "bias_penalty": best if chosen else None,
+        "families": len(np.unique(groups)),
+    }
+    return bias, evidence
+
+
 def choose_picture_policy(
     dev: LabelledProbs,
     *,
@@ -163,18 +241,20 @@ def choose_picture_policy(
     grid: tuple[float, ...] = THRESHOLD_GRID,
 ) -> tuple[ReviewPolicy, dict[str, Any]]:
     """The policy for real pictures, from the dev part alone: the temperature that minimises
-    the NLL of its in-scope pictures (the model is over-confident on pictures); the lowest
+    the NLL of its in-scope pictures (the model is over-confident on pictures); a per-category
+    bias if it holds up by design family (:func:`choose_bias`); the lowest
     review threshold that flags ``min_wrong_flagged`` of its wrong answers (as few right
     answers as that allows); the out-of-scope band as for the main policy."""
     inside = dev.in_scope
     temperature = fit_temperature(dev.probs[inside], dev.labels[inside])
-    base = ReviewPolicy(temperature=temperature)
+    bias, bias_evidence = choose_bias(dev, temperature)
+    base = ReviewPolicy(temperature=temperature, bias=bias)
     probs = base.calibrate(dev.probs)
     conf = probs.max(axis=1)
     wrong = inside & (probs.argmax(axis=1) != dev.labels)
     catching = [t for t in grid if wrong.any() and (conf[wrong] < t).mean() >= min_wrong_flagged]
     threshold = min(catching) if catching else max(grid)
-    policy = ReviewPolicy(threshold=threshold, temperature=temperature)
+    policy = ReviewPolicy(threshold=threshold, temperature=temperature, bias=bias)
     band, separation = out_of_scope_band(dev, policy, grid)
     evidence = {
         "temperature_rule": "minimises the negative log-likelihood on the real-picture dev "
@@ -182,8 +262,9 @@ def choose_picture_policy(
         "threshold_rule": f"lowest threshold (grid step 0.005) that flags at least "
         f"{min_wrong_flagged:.0%} of the dev part's wrong answers",
         "out_of_scope_separation_on_dev": separation,
+        **bias_evidence,
     }
-    return ReviewPolicy(threshold, band, temperature), evidence
+    return ReviewPolicy(threshold, band, temperature, bias), evidence
 
 
 def choose_policy(

@@ -65,7 +65,30 @@ def labelled_folder(predictor: Any, folder: Path) -> LabelledProbs:
             )
         labels.append(label)
     probs = predictor.predict_proba(to_model_input(data.images, predictor.spec))
-    return LabelledProbs(probs, np.array(labels))
+    groups = design_groups(folder, [picture.path for picture in data.pictures])
+    return LabelledProbs(probs, np.array(labels), groups)
+
+
+def design_groups(folder: Path, paths: list[str]) -> np.ndarray:
+    """Which design family each picture comes from, for cross-validation that never has one
+    style on both sides: the benchmark's manifest beside the folder names the family of each
+    file; otherwise the file name's prefix before ``__`` (the source icon set), or the file
+    itself."""
+    import json
+
+    families: dict[str, str] = {}
+    manifest = folder.parent / "manifest.json"
+    if manifest.is_file():
+        prefix = f"{folder.name}/"
+        try:
+            for entry in json.loads(manifest.read_text()).get("pictures", []):
+                if entry["file"].startswith(prefix):
+                    families[entry["file"][len(prefix) :]] = entry["family"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            families = {}  # not the benchmark's manifest: name prefixes instead
+    return np.array(
+        [families.get(path) or Path(path).name.split("__")[0] for path in paths], dtype=object
+    )
 
 
 def real_picture_metrics(predictor: Any, policy: ReviewPolicy, folder: Path) -> dict[str, Any]:
@@ -82,8 +105,7 @@ def labelled_metrics(
     from product_classifier.evaluation.review import expected_calibration_error
 
     policy = policy.for_upload(picture=True)
-
-    pred = data.probs.argmax(1)  # a temperature never changes the answer
+    pred = policy.calibrate(data.probs).argmax(1)  # a bias can change the answer
     per_class = {
         names[k]: float((pred[data.labels == k] == k).mean())
         for k in range(len(names))
