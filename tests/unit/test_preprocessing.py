@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from product_classifier import preprocessing
 from product_classifier.preprocessing import (
     FASHION_MNIST_SPEC,
     InputSpec,
@@ -406,3 +407,33 @@ def test_pictures_and_broken_files_are_not_in_the_dataset_form(payload: bytes) -
     assert not is_dataset_form(payload)
     assert not is_dataset_form(_encode(Image.fromarray(_item(56, 56))))
     assert not is_dataset_form(_encode(Image.fromarray(_item(28, 29)), "JPEG"))
+
+
+def test_fill_enclosed_fills_exactly_the_holes_scipy_finds() -> None:
+    """The bit-parallel flood fill against the reference implementation, on random masks of
+    every small shape (1-px images, strips, the 28x28 the service uses)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        height, width = rng.integers(1, 40, size=2)
+        image = (rng.random((height, width)) < rng.uniform(0.2, 0.8)).astype(np.uint8) * 255
+        dark = image <= round(0.2 * 255)
+        holes = ndimage.binary_fill_holes(~dark) & dark  # 4-connected background, like ours
+        expected = image.copy()
+        expected[holes] = round(0.55 * 255)
+        assert np.array_equal(fill_enclosed(image, level=0.2, fill=0.55), expected)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"progressive": True}, {"exif": Image.Exif()}, {"quality": 20, "optimize": True}],
+    ids=["baseline", "progressive", "exif", "optimized"],
+)
+@pytest.mark.parametrize("mode", ["L", "RGB", "CMYK"])
+def test_the_jpeg_header_walk_reads_the_size_pillow_reads(options: dict, mode: str) -> None:
+    for size in [(28, 28), (28, 29), (640, 480), (3, 5000)]:
+        data = _encode(Image.new(mode, size), "JPEG", **options)
+        assert is_dataset_form(data) is (size == (28, 28))
+        assert preprocessing._jpeg_size(data) == Image.open(io.BytesIO(data)).size
+    assert preprocessing._jpeg_size(b"\xff\xd8\xff") is None  # too short: Pillow decides
