@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import time
@@ -73,7 +74,9 @@ def main() -> None:
     started = time.monotonic()
 
     model = load_verified_model(args.model, cascade=True)
-    policy = review_policy(model.card)
+    # The model's own answers: the pictures' review policy (its per-category bias) is fitted
+    # after this choice, on its result, so it must not take part in it.
+    policy = dataclasses.replace(review_policy(model.card), pictures=None)
     classify = raw_image_classifier(args.model, cascade=True)
     images, labels = split_images("val", args.model)
     subset = photo_subset(labels, args.n, args.seed)
