@@ -199,3 +199,22 @@ def test_design_groups_come_from_the_manifest_or_the_icon_set_prefix(tmp_path) -
                {"file": "test/Bag/lucide__backpack.png", "family": "lucide"}]  # fmt: skip
     (tmp_path / "manifest.json").write_text(json.dumps({"pictures": entries}))
     assert design_groups(dev, paths).tolist() == ["microsoft-fluent", "lucide", "own.jpg"]
+
+
+def test_a_bias_that_costs_shop_photos_accuracy_is_not_a_candidate() -> None:
+    rng = np.random.default_rng(4)
+    sink = _labelled(rng, 600, sharp=1.2)
+    logits = np.log(sink.probs)
+    logits[:, 0] += 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    groups = np.array([f"family{i % 6}" for i in range(600)], dtype=object)
+    dev = LabelledProbs(probs.astype(np.float32), sink.labels, groups)
+    # Photos on which the model has no sink: pushing category 0 back costs them accuracy...
+    photos = _labelled(rng, 2000, sharp=1.5)
+    bias, evidence = choose_bias(dev, temperature=1.0, renders=photos)
+    accuracy = evidence["render_accuracy"]
+    assert evidence["renders"] == 2000 and "renders" in evidence["bias_rule"]
+    if bias:  # ...so whatever is kept stays within the bar on them
+        assert accuracy[str(evidence["bias_penalty"])] >= accuracy["none"] - 0.002 - 1e-12
+    unconstrained, _ = choose_bias(dev, temperature=1.0)
+    assert unconstrained != bias and unconstrained[0] < (bias[0] if bias else 0.0)

@@ -241,48 +241,75 @@ def score_photos(
     )
 
 
-def raw_image_classifier(
+def raw_image_probabilities(
     model_path: str | Path, cascade: bool = False
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 [N, 28, 28] -> class ids, with the model file alone or (``cascade``) the serving
-    cascade its card describes, loaded the way the service loads it."""
+    """uint8 [N, 28, 28] -> probabilities, with the model file alone or (``cascade``) the
+    serving cascade its card describes, loaded the way the service loads it."""
     if not cascade:
         from product_classifier.evaluation.evaluate import onnx_logits
 
-        return lambda images: onnx_logits(model_path, images).argmax(axis=1)
+        def softmax(images: np.ndarray) -> np.ndarray:
+            logits = onnx_logits(model_path, images)
+            z = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return z / z.sum(axis=1, keepdims=True)
+
+        return softmax
     from product_classifier.inference.model_card import load_verified_model
     from product_classifier.preprocessing import to_model_input
 
     predictor = load_verified_model(model_path, cascade=True).predictor
 
-    def classify(images: np.ndarray) -> np.ndarray:
+    def probabilities(images: np.ndarray) -> np.ndarray:
         x = to_model_input(images)
-        rows = [predictor.predict_proba(x[i : i + 256]) for i in range(0, len(x), 256)]
-        return np.concatenate(rows).argmax(axis=1)
+        return np.concatenate(
+            [predictor.predict_proba(x[i : i + 256]) for i in range(0, len(x), 256)]
+        )
 
-    return classify
+    return probabilities
+
+
+def raw_image_classifier(
+    model_path: str | Path, cascade: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 [N, 28, 28] -> the model's own class ids (:func:`raw_image_probabilities`)."""
+    probabilities = raw_image_probabilities(model_path, cascade)
+    return lambda images: probabilities(images).argmax(axis=1)
 
 
 def local_photo_predictor(model_path: str | Path, cascade: bool = False) -> PredictFn:
-    """Classify encoded photos in-process, through the service's own preprocessing."""
-    from product_classifier.preprocessing import PreprocessingError, decode_image, preprocess_image
+    """Classify encoded photos in-process as the service answers them: its preprocessing, and
+    its review policy for the upload (the card's; a picture's can re-weigh the categories)."""
+    from product_classifier.inference.model_card import default_card_path, load_model_card
+    from product_classifier.inference.review import review_policy
+    from product_classifier.preprocessing import (
+        FASHION_MNIST_SPEC,
+        PreprocessingError,
+        decode_image,
+        is_dataset_form,
+        preprocess_image,
+    )
 
-    classify = raw_image_classifier(model_path, cascade)
+    probabilities = raw_image_probabilities(model_path, cascade)
+    card_path = default_card_path(Path(model_path))
+    policy = review_policy(load_model_card(card_path) if card_path.is_file() else {})
 
     def predict(datas: Sequence[bytes]) -> list[int | None]:
         canon: list[np.ndarray] = []
         ok: list[int] = []
         for i, data in enumerate(datas):
             try:
-                canon.append(preprocess_image(decode_image(data)))
+                # Decoded as the service decodes (a large JPEG at reduced size).
+                canon.append(preprocess_image(decode_image(data, spec=FASHION_MNIST_SPEC)))
                 ok.append(i)
             except PreprocessingError:
                 continue
         out: list[int | None] = [None] * len(datas)
         if canon:
-            preds = classify(np.stack(canon))
-            for i, pred in zip(ok, preds, strict=True):
-                out[i] = int(pred)
+            probs = probabilities(np.stack(canon))
+            for i, row in zip(ok, probs, strict=True):
+                answer = policy.for_upload(not is_dataset_form(datas[i])).calibrate(row[None])
+                out[i] = int(answer.argmax())
         return out
 
     return predict

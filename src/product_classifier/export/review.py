@@ -134,6 +134,29 @@ def validation_split(
     return to_model_input(split.val_images), split.val_labels
 
 
+# Validation images rendered as shop photos for the pictures' policy's check (the same
+# renders, seed and count as scripts/preprocessing_sweep.py).
+RENDERS, RENDER_SEED = 2000, 0
+
+
+def validation_renders(
+    predictor: Any, card: dict[str, Any], model_path: Path, data_dir: Path | None = None
+) -> LabelledProbs:
+    """The predictor on Fashion-MNIST validation images rendered as shop photos and put
+    through the service's preprocessing: what the pictures' policy must not make worse."""
+    from product_classifier.data.split import fashion_mnist_split
+    from product_classifier.evaluation.photos import build_photo_set
+    from product_classifier.preprocessing import decode_image, preprocess_image, to_model_input
+
+    split = fashion_mnist_split(card.get("config", {}).get("data"), data_dir)
+    photos = build_photo_set(
+        split.val_images, split.val_labels, n=RENDERS, seed=RENDER_SEED, split="val"
+    )
+    images = np.stack([preprocess_image(decode_image(photo.data)) for photo in photos])
+    probs = predictor.predict_proba(to_model_input(images))
+    return LabelledProbs(probs, np.array([photo.label for photo in photos]))
+
+
 def choose_review(
     model_path: Path,
     dev: Path,
@@ -157,7 +180,10 @@ def choose_review(
         raise ReviewChoiceError(
             f"{dev}: needs pictures of the categories and an {OUT_OF_SCOPE_FOLDER!r} folder"
         )
-    policy, evidence = choose_policy(validation, dev_data, max_clean_flag_rate=max_clean_flag_rate)
+    renders = validation_renders(predictor, model.card, model_path, data_dir)
+    policy, evidence = choose_policy(
+        validation, dev_data, max_clean_flag_rate=max_clean_flag_rate, renders=renders
+    )
     entry: dict[str, Any] = {
         **policy.to_dict(),
         "served_as": "cascade"
