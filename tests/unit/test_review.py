@@ -167,22 +167,26 @@ def test_a_bias_reweighs_categories_and_travels_in_the_card() -> None:
         ReviewPolicy(bias=(0.0, 1.0)).calibrate(probs)
 
 
-def test_a_bias_is_chosen_only_when_it_holds_up_on_held_out_families() -> None:
-    rng = np.random.default_rng(3)
-    # A model that over-answers category 0 on pictures: every row gets +2 on its logit.
-    sink = _labelled(rng, 600, sharp=1.2)
-    logits = np.log(sink.probs)
+def _sink_dev(rng: np.random.Generator) -> tuple[LabelledProbs, LabelledProbs]:
+    """Dev pictures from 6 design families, as a model that over-answers category 0 on pictures
+    sees them (every row +2 on its logit), and the same pictures without the sink."""
+    fair = _labelled(rng, 600, sharp=1.2)
+    logits = np.log(fair.probs)
     logits[:, 0] += 2.0
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     groups = np.array([f"family{i % 6}" for i in range(600)], dtype=object)
-    dev = LabelledProbs(probs.astype(np.float32), sink.labels, groups)
+    fair = LabelledProbs(fair.probs, fair.labels, groups)
+    return LabelledProbs(probs.astype(np.float32), fair.labels, groups), fair
+
+
+def test_a_bias_is_chosen_only_when_it_holds_up_on_held_out_families() -> None:
+    dev, fair = _sink_dev(np.random.default_rng(3))
     bias, evidence = choose_bias(dev, temperature=1.0)
     assert bias and bias[0] < -1.0  # the sink is pushed back
     held = evidence["held_out_balanced_accuracy"]
     assert held[str(evidence["bias_penalty"])] >= held["none"] + 0.02
     assert evidence["families"] == 6
     # A model without a sink: no bias earns its place.
-    fair = LabelledProbs(sink.probs, sink.labels, groups)
     assert choose_bias(fair, temperature=1.0)[0] == ()
 
 
@@ -203,12 +207,7 @@ def test_design_groups_come_from_the_manifest_or_the_icon_set_prefix(tmp_path) -
 
 def test_a_bias_that_costs_shop_photos_accuracy_is_not_a_candidate() -> None:
     rng = np.random.default_rng(4)
-    sink = _labelled(rng, 600, sharp=1.2)
-    logits = np.log(sink.probs)
-    logits[:, 0] += 2.0
-    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    groups = np.array([f"family{i % 6}" for i in range(600)], dtype=object)
-    dev = LabelledProbs(probs.astype(np.float32), sink.labels, groups)
+    dev, _ = _sink_dev(rng)
     # Photos on which the model has no sink: pushing category 0 back costs them accuracy...
     photos = _labelled(rng, 2000, sharp=1.5)
     bias, evidence = choose_bias(dev, temperature=1.0, renders=photos)
