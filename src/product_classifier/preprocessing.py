@@ -177,7 +177,8 @@ def to_model_input(images_uint8: np.ndarray, spec: InputSpec = FASHION_MNIST_SPE
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 # PNG, JPEG, GIF, TIFF (LE/BE); WebP is checked apart (RIFF....WEBP).
-_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_IMAGE_SIGNATURES = (_PNG_SIGNATURE, b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
 
 
 def _has_image_signature(data: bytes) -> bool:
@@ -249,7 +250,6 @@ def decode_image(
     return image
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _DATASET_IHDR = IMAGE_SIZE.to_bytes(4, "big") * 2  # a PNG's width and height, 28 and 28
 
 

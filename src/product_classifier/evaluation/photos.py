@@ -277,33 +277,41 @@ def raw_image_classifier(
     return lambda images: probabilities(images).argmax(axis=1)
 
 
+def service_images(datas: Sequence[bytes]) -> tuple[list[np.ndarray], list[int]]:
+    """Encoded photos -> the canonical 28x28 images the service's preprocessing makes of them
+    (a large JPEG decoded at reduced size, as the service decodes it), and the indices of the
+    photos that decoded."""
+    from product_classifier.preprocessing import (
+        FASHION_MNIST_SPEC,
+        PreprocessingError,
+        decode_image,
+        preprocess_image,
+    )
+
+    canon: list[np.ndarray] = []
+    ok: list[int] = []
+    for i, data in enumerate(datas):
+        try:
+            canon.append(preprocess_image(decode_image(data, spec=FASHION_MNIST_SPEC)))
+            ok.append(i)
+        except PreprocessingError:
+            continue
+    return canon, ok
+
+
 def local_photo_predictor(model_path: str | Path, cascade: bool = False) -> PredictFn:
     """Classify encoded photos in-process as the service answers them: its preprocessing, and
     its review policy for the upload (the card's; a picture's can re-weigh the categories)."""
     from product_classifier.inference.model_card import default_card_path, load_model_card
     from product_classifier.inference.review import review_policy
-    from product_classifier.preprocessing import (
-        FASHION_MNIST_SPEC,
-        PreprocessingError,
-        decode_image,
-        is_dataset_form,
-        preprocess_image,
-    )
+    from product_classifier.preprocessing import is_dataset_form
 
     probabilities = raw_image_probabilities(model_path, cascade)
     card_path = default_card_path(Path(model_path))
     policy = review_policy(load_model_card(card_path) if card_path.is_file() else {})
 
     def predict(datas: Sequence[bytes]) -> list[int | None]:
-        canon: list[np.ndarray] = []
-        ok: list[int] = []
-        for i, data in enumerate(datas):
-            try:
-                # Decoded as the service decodes (a large JPEG at reduced size).
-                canon.append(preprocess_image(decode_image(data, spec=FASHION_MNIST_SPEC)))
-                ok.append(i)
-            except PreprocessingError:
-                continue
+        canon, ok = service_images(datas)
         out: list[int | None] = [None] * len(datas)
         if canon:
             probs = probabilities(np.stack(canon))

@@ -226,6 +226,13 @@ def choose_bias(
     labels = inside.labels
     groups = inside.groups if inside.groups is not None else np.arange(len(labels))
     none = balanced_accuracy(scaled.argmax(axis=1), labels)
+    fitted: dict[float, np.ndarray] = {}  # penalty -> bias fitted on the whole dev part
+
+    def fit_all(penalty: float) -> np.ndarray:
+        if penalty not in fitted:
+            fitted[penalty] = fit_bias(scaled, labels, penalty)
+        return fitted[penalty]
+
     held_out: dict[float, float] = {}
     for penalty in penalties:
         pred = np.empty_like(labels)
@@ -238,14 +245,14 @@ def choose_bias(
     allowed = list(penalties)
     if renders is not None:
         for penalty in penalties:
-            shifted = scaled_renders + fit_bias(scaled, labels, penalty)
+            shifted = scaled_renders + fit_all(penalty)
             render_accuracy[str(penalty)] = float((shifted.argmax(axis=1) == renders.labels).mean())
         allowed = [k for k in penalties if render_accuracy[str(k)] >= render_floor - 1e-12]
     best = max(allowed, key=lambda k: held_out[k]) if allowed else None
     chosen = best is not None and held_out[best] >= none + MIN_BIAS_GAIN
     bias: tuple[float, ...] = ()
     if chosen and best is not None:
-        bias = tuple(float(b) for b in fit_bias(scaled, labels, best))
+        bias = tuple(float(b) for b in fit_all(best))
     evidence: dict[str, Any] = {
         "bias_rule": "penalty on |bias|^2 with the best balanced accuracy held out by design "
         f"family; kept only if it beats no bias by {MIN_BIAS_GAIN:.0%}"

@@ -45,15 +45,15 @@ def labelled_folder(predictor: Any, folder: Path) -> LabelledProbs:
     if not folder.is_dir():
         raise ReviewChoiceError(f"not a folder of pictures: {folder}")
     data = load_folder(folder, predictor.spec, min_images_per_class=1, progress=False)
-    from product_classifier.preprocessing import IMAGE_EXTENSIONS, is_dataset_form
+    from product_classifier.preprocessing import is_dataset_form
 
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() in IMAGE_EXTENSIONS and is_dataset_form(path.read_bytes()):
-            raise ReviewChoiceError(
-                f"{path}: a 28x28 image is in the dataset's form, not a real picture"
-            )
     labels = []
     for picture in data.pictures:
+        if is_dataset_form((folder / picture.path).read_bytes()):
+            raise ReviewChoiceError(
+                f"{folder / picture.path}: a 28x28 image is in the dataset's form, not a real "
+                "picture"
+            )
         if picture.category == OUT_OF_SCOPE_FOLDER:
             labels.append(-1)
             continue
@@ -140,20 +140,22 @@ RENDERS, RENDER_SEED = 2000, 0
 
 
 def validation_renders(
-    predictor: Any, card: dict[str, Any], model_path: Path, data_dir: Path | None = None
+    predictor: Any, card: dict[str, Any], data_dir: Path | None = None
 ) -> LabelledProbs:
     """The predictor on Fashion-MNIST validation images rendered as shop photos and put
     through the service's preprocessing: what the pictures' policy must not make worse."""
     from product_classifier.data.split import fashion_mnist_split
-    from product_classifier.evaluation.photos import build_photo_set
-    from product_classifier.preprocessing import decode_image, preprocess_image, to_model_input
+    from product_classifier.evaluation.photos import build_photo_set, service_images
+    from product_classifier.preprocessing import to_model_input
 
     split = fashion_mnist_split(card.get("config", {}).get("data"), data_dir)
     photos = build_photo_set(
         split.val_images, split.val_labels, n=RENDERS, seed=RENDER_SEED, split="val"
     )
-    images = np.stack([preprocess_image(decode_image(photo.data)) for photo in photos])
-    probs = predictor.predict_proba(to_model_input(images))
+    images, ok = service_images([photo.data for photo in photos])
+    if len(ok) != len(photos):  # renders are made to decode: anything else is a bug
+        raise ReviewChoiceError(f"{len(photos) - len(ok)} validation renders did not decode")
+    probs = predictor.predict_proba(to_model_input(np.stack(images)))
     return LabelledProbs(probs, np.array([photo.label for photo in photos]))
 
 
@@ -180,7 +182,7 @@ def choose_review(
         raise ReviewChoiceError(
             f"{dev}: needs pictures of the categories and an {OUT_OF_SCOPE_FOLDER!r} folder"
         )
-    renders = validation_renders(predictor, model.card, model_path, data_dir)
+    renders = validation_renders(predictor, model.card, data_dir)
     policy, evidence = choose_policy(
         validation, dev_data, max_clean_flag_rate=max_clean_flag_rate, renders=renders
     )
