@@ -105,6 +105,9 @@ class AugmentConfig(StrictModel):
     # Grey, bright-on-dark inputs only (Fashion-MNIST): probability of redrawing a photo as a
     # silhouette, outline, line drawing or shaded clip art (augment.random_style).
     style: float = Field(0.0, ge=0, le=1)
+    # Same inputs: probability of redrawing one as an icon looks after canonicalize: a simpler
+    # shape, a bright contour around a grey inside (augment.random_icon).
+    icon: float = Field(0.0, ge=0, le=1)
     gamma: float = Field(0.0, ge=0)  # random gamma in [1/(1+g), 1+g]
     blur: float = Field(0.0, ge=0, le=1)  # probability of a light blur
 

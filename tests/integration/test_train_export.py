@@ -95,12 +95,14 @@ def test_onnx_export_follows_the_contract_and_matches_torch(tiny_run, tmp_path, 
         assert logits.shape == (n, 10) and logits.dtype == np.float32
 
 
-def test_the_robust_recipe_fine_tunes_the_release_with_its_batch_norms(tmp_path):
-    """configs/robust.yaml, shrunk: the released ONNX file rebuilt with its batch norms
-    re-inflated, style augmentation and outlier exposure on; one short epoch keeps the
-    release's accuracy (a from-scratch net would be near chance after 1.2k images)."""
+@pytest.mark.parametrize("config", ["configs/robust.yaml", "configs/robust-icons.yaml"])
+def test_the_robust_recipe_fine_tunes_the_release_with_its_batch_norms(tmp_path, config):
+    """configs/robust.yaml (and the icon experiment's), shrunk: the released ONNX file rebuilt
+    with its batch norms re-inflated, style augmentation and outlier exposure on; one short
+    epoch keeps the release's accuracy (a from-scratch net would be near chance after 1.2k
+    images)."""
     cfg = load_experiment_config(
-        "configs/robust.yaml",
+        config,
         [
             "train.epochs=1",
             "data.subset_fraction=0.02",

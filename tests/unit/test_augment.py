@@ -69,6 +69,27 @@ def test_style_redraws_items_as_silhouettes_and_outlines() -> None:
     assert torch.equal(random_style(x, 0.0, None), x)
 
 
+def test_icon_redraws_items_as_a_bright_contour_around_a_grey_inside() -> None:
+    from product_classifier.training.augment import random_icon
+
+    x = torch.zeros(32, 1, 28, 28)
+    x[:, :, 4:24, 8:20] = torch.linspace(0.3, 0.9, 12)  # a shaded 20x12 item on dark
+    out = random_icon(x, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out, random_icon(x, 1.0, torch.Generator().manual_seed(0)))  # seeded
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    for icon in out[:, 0]:
+        lit = icon > 0.05
+        # Every icon keeps most of the item's area (a squeeze of at most 23%, never a crop)...
+        assert 0.6 * 20 * 12 <= lit.sum() <= 20 * 12 * 1.1
+        # ...has a bright contour and a grey inside, as canonicalize's fill leaves an icon.
+        assert icon.max() == 1.0
+        inside = icon[lit & (icon < 0.99)]
+        assert inside.numel() > 0 and inside.min() >= 0.44 and inside.max() <= 0.66
+    # Nothing outside the item lights up.
+    assert float(out[:, :, :2].sum()) == 0.0
+    assert torch.equal(random_icon(x, 0.0, None), x)
+
+
 def test_colour_crops_shift_every_channel_and_pad_with_the_page() -> None:
     from product_classifier.training.augment import random_crop
 

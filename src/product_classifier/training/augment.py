@@ -156,6 +156,55 @@ def random_style(x: torch.Tensor, probability: float, gen: torch.Generator | Non
     return torch.where(pick.to(dev)[:, None, None, None], out, x)
 
 
+def random_icon(x: torch.Tensor, probability: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Fashion-MNIST photos redrawn as icons are drawn, as they look after ``canonicalize``.
+
+    An icon simplifies the item's shape (straight sides, rounded corners, stubby sleeves) and is
+    drawn as a stroke: after the page is inverted and the enclosed background filled
+    (``preprocessing.fill_enclosed``), a bright 1-2 px contour around a flat grey inside, with
+    the inner lines (collar, zip, laces) bright too. With probability ``probability`` a sample
+    becomes that: its mask coarsened on a 2-3 px grid and smoothed back (a simpler shape),
+    squeezed by up to 23% on one axis, its contour bright, its inside grey
+    (0.45-0.65, around the fill's 0.55) and, for half of them, its strong inner edges bright.
+    """
+    if probability <= 0:
+        return x
+    n = x.shape[0]
+    pick = torch.rand(n, generator=gen) < probability
+    if not pick.any():
+        return x
+    dev, dtype = x.device, x.dtype
+    size = x.shape[-1]
+    # No closing here (unlike random_style): the gap between a sleeve and the body is what
+    # tells a pullover from a bag once the shape is coarsened.
+    mask = (x > 0.08).to(dtype)
+    simple = []
+    for cell in (2, 3):  # coarser grid: a simpler, boxier shape (sleeves survive a 3 px grid)
+        coarse = F.avg_pool2d(mask, cell, stride=cell, ceil_mode=True)
+        smooth = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+        simple.append((smooth > 0.5).to(dtype))
+    which = torch.randint(0, 2, (n,), generator=gen).to(dev)
+    shape = torch.stack(simple)[which, torch.arange(n, device=dev)]
+    # Squeezed on one axis about the centre (icons are drawn squarer or taller than photos);
+    # a grid scale above 1 shrinks, so nothing is cut off at the edge.
+    stretch = 1 + torch.rand(n, generator=gen) * 0.3
+    theta = torch.zeros(n, 2, 3)
+    horizontal = torch.rand(n, generator=gen) < 0.5
+    theta[:, 0, 0] = torch.where(horizontal, stretch, torch.ones(n))
+    theta[:, 1, 1] = torch.where(horizontal, torch.ones(n), stretch)
+    grid = F.affine_grid(theta.to(dev, dtype), list(x.shape), align_corners=False)
+    shape = (F.grid_sample(shape, grid, align_corners=False) > 0.5).to(dtype)
+    edges_src = F.grid_sample(x, grid, align_corners=False)
+    width = torch.randint(1, 3, (n,), generator=gen).to(dev)
+    contours = torch.stack([(shape - _erode(shape, 2 * w + 1)).clamp(0, 1) for w in (1, 2)])
+    contour = contours[width - 1, torch.arange(n, device=dev)]
+    fill = (0.45 + 0.2 * torch.rand(n, generator=gen)).to(dev, dtype)[:, None, None, None]
+    inner = ((_dilate(edges_src, 3) - _erode(edges_src, 3)) > 0.35).to(dtype) * shape
+    with_lines = (torch.rand(n, generator=gen) < 0.5).to(dev, dtype)[:, None, None, None]
+    icon = torch.maximum(torch.maximum(contour, shape * fill), inner * with_lines)
+    return torch.where(pick.to(dev)[:, None, None, None], icon, x)
+
+
 def random_blur(x: torch.Tensor, probability: float, gen: torch.Generator | None) -> torch.Tensor:
     """A light 3x3 box blur on some samples (downscaled JPEGs and soft renders)."""
     if probability <= 0:
@@ -276,6 +325,7 @@ def augment_batch(
     # Style before geometry: the redrawn item is then shifted, turned and zoomed like a photo.
     if x.shape[1] == 1 and background == 0.0:
         x = random_style(x, config.style, gen)
+        x = random_icon(x, config.icon, gen)
     x = random_crop(x, config.crop_padding, gen, background)
     x = random_rotation(x, config.rotation_degrees, gen, config.scale, background)
     x = random_colour(x, config.grayscale, config.channel_jitter, gen)
