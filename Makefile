@@ -143,7 +143,7 @@ real-pictures-report: install  ## The released models on real product pictures (
 # The robust release (issue: real product pictures): fine-tune the released model and its
 # student from their ONNX files on redrawn Fashion-MNIST with synthetic negatives, then the
 # usual export, INT8, cascade; the review policy and the report last. About 1.3 h on 2 cores.
-train-robust: real-pictures  ## Robust fine-tune of the release and its student -> artifacts/ + reports
+train-robust: real-pictures  ## Robust fine-tune of the release, its student and the picture expert -> artifacts/ + reports
 	$(BIN)/product-classifier train --config configs/robust.yaml --run-dir runs/robust --resume
 	$(BIN)/python scripts/wise_ft.py runs/robust/last.pt --dev $(REAL_PICTURES_DIR)/dev \
 	  --write runs/robust/release.pt --evidence runs/robust/wise-ft.json
@@ -153,6 +153,9 @@ train-robust: real-pictures  ## Robust fine-tune of the release and its student 
 	# (docs/evidence/held-out-2026-12-07, scripts/int8_calibration_sweep.py).
 	$(BIN)/product-classifier quantize --per-tensor
 	$(BIN)/product-classifier cascade runs/robust-student/best.pt
+	# The pictures' second opinion: a small icon fine-tune (docs/evidence/icons-cpu-2026-12-07).
+	$(BIN)/product-classifier train --config configs/robust-icons-small.yaml --run-dir runs/robust-icons-small --resume
+	$(BIN)/product-classifier picture-expert runs/robust-icons-small/best.pt
 	$(MAKE) --no-print-directory review real-pictures-report
 
 # The load test's peers, each in its own venv so that their dependencies never meet ours

@@ -16,8 +16,9 @@ pictures' answers must not make worse), never on a test part:
    For each ``w`` the pictures' review policy is chosen exactly as ``product-classifier
    review`` chooses it (``evaluation.review.choose_picture_policy``: temperature, per-category
    bias with its design-family cross-validation and render bar, threshold);
-3. **second opinion**: the release answers with its own policy, and a picture is also flagged
-   when the expert's confidence is below ``t``; what that costs in right answers flagged.
+3. **second opinion**: the release answers with the card's pictures' policy, and a picture is
+   also flagged when the expert's confidence is below ``t``, chosen by the rule
+   ``product-classifier review`` applies (``evaluation.review.choose_second_opinion``).
 
 Prints a table and writes the figures as JSON. Takes about 2 minutes on 2 cores.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-SECOND_OPINION = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def _geometric(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
@@ -57,6 +58,7 @@ def main() -> None:
         LabelledProbs,
         balanced_accuracy,
         choose_picture_policy,
+        choose_second_opinion,
         review_metrics,
     )
     from product_classifier.export.review import labelled_folder, validation_renders
@@ -130,38 +132,28 @@ def main() -> None:
             flush=True,
         )
 
-    # Second opinion: the card's own pictures' policy answers, the expert only adds flags.
+    # Second opinion: the card's own pictures' policy answers, the expert only adds flags; its
+    # threshold chosen by the rule `product-classifier review` applies.
     policy = review_policy(served.card).pictures
     assert policy is not None, "the card has no pictures' policy (run product-classifier review)"
-    probs = policy.calibrate(dev_release.probs)
-    answers, confidence = probs.argmax(axis=1), probs.max(axis=1)
-    wrong, right = inside & (answers != labels), inside & (answers == labels)
-    expert_conf = dev_expert.probs.max(axis=1)
-    render_conf = policy.calibrate(renders_release.probs).max(axis=1)
-    render_expert = renders_expert.probs.max(axis=1)
-    opinions = []
-    for t in (None, *SECOND_OPINION):
-        flag = confidence < policy.threshold
-        render_flag = render_conf < policy.threshold
-        if t is not None:
-            flag = flag | (expert_conf < t)
-            render_flag = render_flag | (render_expert < t)
-        opinions.append(
-            {
-                "expert_below": t,
-                "dev_review_on_wrong": float(flag[wrong].mean()),
-                "dev_review_on_right": float(flag[right].mean()),
-                "dev_out_of_scope_flagged": float(flag[~inside].mean()),
-                "renders_flagged": float(render_flag.mean()),
-            }
-        )
-        o = opinions[-1]
+    policy = replace(policy, second_opinion=0.0)
+    chosen, opinion = choose_second_opinion(
+        policy,
+        LabelledProbs(dev_release.probs, labels, opinion=dev_expert.probs.max(axis=1)),
+        LabelledProbs(
+            renders_release.probs, renders_release.labels, opinion=renders_expert.probs.max(axis=1)
+        ),
+    )
+    for o in opinion["second_opinion_grid"]:
         print(
-            f"second opinion below {t}: flagged wrong {o['dev_review_on_wrong']:.3f} right "
-            f"{o['dev_review_on_right']:.3f} out of scope {o['dev_out_of_scope_flagged']:.3f}"
-            f"  renders flagged {o['renders_flagged']:.3f}",
+            f"second opinion below {o['second_opinion']:.2f}: J {o['youden_j_on_passed']:+.3f}  "
+            f"flagged wrong {o['review_on_wrong']:.3f} right {o['review_on_right']:.3f} out of "
+            f"scope {o['out_of_scope_flagged']:.3f}  renders flagged {o['renders_flagged']:.3f}"
+            f"{'' if o['eligible'] else ' (renders: not eligible)'}"
+            f"{'  <' if o['second_opinion'] == chosen else ''}",
             flush=True,
         )
+    print(f"chosen: {chosen or 'no second opinion'}")
 
     result = {
         "command": "python scripts/picture_expert.py " + str(args.checkpoint),
@@ -175,7 +167,7 @@ def main() -> None:
         },
         "renders": len(renders_release.labels),
         "ensembles": rows,
-        "second_opinion": opinions,
+        "second_opinion": {"chosen": chosen, **opinion},
         "test_read": False,
         "seconds": round(time.time() - started, 1),
     }

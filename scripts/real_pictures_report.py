@@ -151,6 +151,16 @@ def render(report: dict[str, Any]) -> str:
         + "), fitted on the dev part and kept because it held up with each design family "
         "held out in turn, so a picture's category can differ from the model's own top-1"
     )
+    opinion = pictures.get("second_opinion", 0.0)
+    opinion_text = (
+        ""
+        if not opinion
+        else f", or when the picture expert (the card's `picture_expert`, "
+        f"`{report.get('picture_expert', '?')}`, fine-tuned longer on synthetic pictures of no "
+        f"category) is less than {opinion:g} sure of its own answer: a second opinion, chosen "
+        "on the dev part for the out-of-scope pictures it catches net of the right answers it "
+        "flags (`evaluation/review.choose_second_opinion`)"
+    )
     calibration = markdown_table(
         ["images", "temperature", "ECE, raw softmax", "ECE, after the temperature"],
         [
@@ -186,8 +196,8 @@ into silhouettes, `scripts/outline_fill_sweep.py`) and review policy: the model 
 {bias_text}; `needs_review` below a calibrated confidence of
 {pictures["threshold"]:g}, the lowest threshold that flags 85% of the dev part's wrong
 answers; `review_reason: "out_of_scope"` below
-{pictures["out_of_scope_threshold"]:g}. 28x28 images, Fashion-MNIST's own form, keep the
-main policy: temperature {policy["temperature"]:g} from the validation split, review below
+{pictures["out_of_scope_threshold"]:g}{opinion_text}. 28x28 images, Fashion-MNIST's own form,
+keep the main policy: temperature {policy["temperature"]:g} from the validation split, review below
 {policy["threshold"]:g}. Balanced accuracy is the mean of the per-category accuracies; the
 out-of-scope AUROC says how well a low confidence separates out-of-scope pictures from
 in-scope ones (0.5: not at all).
@@ -234,7 +244,8 @@ def main() -> None:
             model = load_verified_model(ROOT / path, cascade=cascade)
             policy = review_policy(model.card)
             scored = {
-                part: labelled_folder(model.predictor, folder / part) for part in ("dev", "test")
+                part: labelled_folder(model.predictor, folder / part, model.expert)
+                for part in ("dev", "test")
             }
             variants[name] = {
                 part: labelled_metrics(data, policy, model.predictor.class_names)
@@ -254,6 +265,9 @@ def main() -> None:
     report = {
         "date": time.strftime("%Y-%m-%d"),
         "model_version": default_model.predictor.model_version,
+        "picture_expert": None
+        if default_model.expert is None
+        else default_model.expert.model_version,
         "review": default_policy.to_dict(),
         "pictures": manifest["count"],
         "fashion_mnist_test": fm_metrics,

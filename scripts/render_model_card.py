@@ -247,6 +247,40 @@ def _real_pictures(card: dict[str, Any]) -> list[str]:
         "",
         "![Reliability diagrams](img/reliability.png)",
         "",
+        *_picture_expert(card),
+    ]
+
+
+def _picture_expert(card: dict[str, Any]) -> list[str]:
+    """The pictures' second opinion (export/picture_expert.py) and the threshold review chose."""
+    expert = card.get("picture_expert")
+    if not expert:
+        return []
+    pictures = card.get("review", {}).get("pictures", {})
+    rules = card.get("review", {}).get("pictures_rules", {})
+    without = rules.get("second_opinion_without")
+    chosen = pictures.get("second_opinion", 0.0)
+    row = next(
+        (r for r in rules.get("second_opinion_grid", []) if r["second_opinion"] == chosen), None
+    )
+    effect = (
+        f" On the dev part it raises the out-of-scope pictures flagged from "
+        f"{_pct(without['out_of_scope_flagged'])} to {_pct(row['out_of_scope_flagged'])}, the "
+        f"right answers flagged from {_pct(without['review_on_right'])} to "
+        f"{_pct(row['review_on_right'])}, and the validation renders flagged from "
+        f"{_pct(without['renders_flagged'])} to {_pct(row['renders_flagged'])}."
+        if without and row
+        else ""
+    )
+    return [
+        "### Second opinion on pictures",
+        "",
+        f"`{expert['file']}` ({expert['model_version']}, {_arch(expert['architecture'])}, "
+        f"{expert['parameters']:,} parameters, Fashion-MNIST validation accuracy "
+        f"{_pct(expert['validation_accuracy'])}) answers nothing: when its top probability "
+        f"on a real picture is below **{chosen:g}**, the picture is flagged `out_of_scope`."
+        f"{effect} Rule: {rules.get('second_opinion_rule', 'none recorded')}.",
+        "",
     ]
 
 

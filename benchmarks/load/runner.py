@@ -566,6 +566,9 @@ class Runner:
         if first_stage is not None:
             results["inference_only"] += self.inference_only(first_stage)
             results["cascade"] = _cascade_summary(o.model)
+        expert = _picture_expert(o.model)
+        if expert is not None:  # real pictures' second opinion: every picture pays for it
+            results["inference_only"] += self.inference_only(expert)
         if o.sweep:
             results["sweep"] = self.run_sweep()
         results["tuned"] = self.measure(
@@ -612,11 +615,12 @@ class Runner:
 
 
 def served_files(model: Path) -> dict[str, str]:
-    """File name -> sha256 of what every server loads (and the cascade's first stage): which
-    release the figures belong to."""
+    """File name -> sha256 of what every server loads (and the cascade's first stage and the
+    pictures' expert, which only this project's service loads): which release the figures
+    belong to."""
     from product_classifier.provenance import sha256_file
 
-    files = [model, _cascade_first_stage(model)]
+    files = [model, _cascade_first_stage(model), _picture_expert(model)]
     return {f.name: sha256_file(f) for f in files if f is not None and f.is_file()}
 
 
@@ -644,6 +648,21 @@ def _default_variant() -> str:
     from product_classifier.serving.settings import ServeSettings
 
     return str(ServeSettings.model_fields["model_variant"].default)
+
+
+def _picture_expert(model: Path) -> Path | None:
+    """The picture expert the card beside ``model`` names (the pictures' second opinion)."""
+    from product_classifier.inference.model_card import (
+        default_card_path,
+        load_model_card,
+        picture_expert_spec,
+    )
+
+    card_path = default_card_path(model)
+    if not card_path.is_file():
+        return None
+    spec = picture_expert_spec(load_model_card(card_path))
+    return model.with_name(spec["file"]) if spec else None
 
 
 def _cascade_first_stage(model: Path) -> Path | None:

@@ -34,12 +34,21 @@ def missing_model_message(path: Path) -> str:
 
 def served_files(settings: ServeSettings) -> list[Path]:
     """The files a service with these settings loads: the model, its card, and the card's
-    first stage when it serves a cascade (the same rule as ``serving/app.py``)."""
-    from product_classifier.inference.model_card import cascade_spec, load_model_card
+    first stage when it serves a cascade, and its picture expert (the same rules as
+    ``serving/app.py``)."""
+    from product_classifier.inference.model_card import (
+        cascade_spec,
+        load_model_card,
+        picture_expert_spec,
+    )
 
     files = [settings.model_path, settings.card_path]
+    card = load_model_card(settings.card_path)
     if settings.model_variant == "cascade":
-        spec = cascade_spec(settings.model_path, load_model_card(settings.card_path))
+        spec = cascade_spec(settings.model_path, card)
         if spec is not None:
             files.append(settings.model_path.with_name(str(spec["first"]["file"])))
+    expert = picture_expert_spec(card)
+    if expert is not None:
+        files.append(settings.model_path.with_name(str(expert["file"])))
     return files

@@ -125,7 +125,8 @@ def test_smoke_run_measures_every_scenario_and_writes_the_report(tmp_path: Path)
     assert results["tuned"]["variant"] == "cascade"
     assert results["cascade"]["first"] == "model.student.int8.onnx"
     probed = {Path(row["model"]).name for row in results["inference_only"]}
-    assert probed == {"model.int8.onnx", "model.student.int8.onnx"}
+    # ...and the pictures' expert, which every real picture also goes through.
+    assert probed == {"model.int8.onnx", "model.student.int8.onnx", "model.pictures.int8.onnx"}
     # The figures name the files they belong to.
     assert set(results["served_files"]) == probed
     assert all(len(digest) == 64 for digest in results["served_files"].values())

@@ -112,7 +112,13 @@ def test_the_wheel_carries_every_released_file(installed: Path, tmp_path: Path) 
     )
     packaged = Path(done.stdout.strip())
     assert packaged.is_relative_to(installed.parent), f"not the installed wheel: {packaged}"
-    for name in ("model.int8.onnx", "model.student.int8.onnx", "model.onnx", "model_card.json"):
+    for name in (
+        "model.int8.onnx",
+        "model.student.int8.onnx",
+        "model.pictures.int8.onnx",
+        "model.onnx",
+        "model_card.json",
+    ):
         copy = packaged / name
         assert copy.is_file() and not copy.is_symlink(), f"{copy} missing from the wheel"
         assert copy.read_bytes() == (RELEASE_DIR / name).read_bytes(), f"{name} differs"

@@ -77,7 +77,7 @@ def test_real_picture_figures_are_what_the_committed_model_does(
     served, real_pictures: Path, part: str
 ) -> None:
     model, policy = served
-    measured = real_picture_metrics(model.predictor, policy, real_pictures / part)
+    measured = real_picture_metrics(model.predictor, policy, real_pictures / part, model.expert)
     claimed = json.loads(CARD.read_text())["real_pictures"][part]
     for key in FIGURES:
         assert measured[key] == pytest.approx(claimed[key], abs=1e-6), key

@@ -51,6 +51,7 @@ def test_the_release_ships_every_file_each_variant_loads(variants: tuple[str, ..
             assert path.parent == RELEASE_DIR, f"{variant} loads {path}, not a released file"
             loaded.add(f"artifacts/{path.name}")
     assert "artifacts/model.student.int8.onnx" in loaded  # the cascade's first stage
+    assert "artifacts/model.pictures.int8.onnx" in loaded  # the pictures' second opinion
     assert _release_assets() == loaded
 
 

@@ -217,3 +217,82 @@ def test_a_bias_that_costs_shop_photos_accuracy_is_not_a_candidate() -> None:
         assert accuracy[str(evidence["bias_penalty"])] >= accuracy["none"] - 0.002 - 1e-12
     unconstrained, _ = choose_bias(dev, temperature=1.0)
     assert unconstrained != bias and unconstrained[0] < (bias[0] if bias else 0.0)
+
+
+def test_a_doubting_expert_flags_a_picture_out_of_scope_whatever_the_confidence() -> None:
+    policy = ReviewPolicy(threshold=0.8, out_of_scope_threshold=0.4, second_opinion=0.6)
+    assert policy.reason(0.95) is None  # no opinion given: as without an expert
+    assert policy.reason(0.95, opinion=0.9) is None
+    assert policy.reason(0.95, opinion=0.59) == "out_of_scope"
+    assert policy.reason(0.7, opinion=0.59) == "out_of_scope"
+    assert policy.reason(0.7, opinion=0.6) == "low_confidence"  # at the threshold: no doubt
+    confidence, opinion = np.array([0.95, 0.95, 0.7, 0.1]), np.array([0.9, 0.3, 0.9, 0.9])
+    assert policy.reasons(confidence, opinion).tolist() == [0, 2, 1, 2]
+    assert policy.reasons(confidence).tolist() == [0, 0, 1, 2]
+    # It travels in the card, survives an operator's threshold, and is absent when unused.
+    card = {"review": {"threshold": 0.7, "pictures": policy.to_dict()}}
+    assert review_policy(card).pictures == policy
+    assert review_policy(card, 0.5).pictures.second_opinion == 0.6
+    assert "second_opinion" not in ReviewPolicy().to_dict()
+    with pytest.raises(ReviewPolicyError, match="second_opinion"):
+        ReviewPolicy(second_opinion=1.0)
+
+
+def test_the_second_opinion_is_kept_only_when_it_catches_out_of_scope_pictures() -> None:
+    from product_classifier.evaluation.review import choose_second_opinion
+
+    rng = np.random.default_rng(3)
+    dev = _labelled(rng, 300, 2.0, oos=100)
+    inside = dev.in_scope
+    # Out-of-scope pictures the served model is as sure of as of in-scope ones (real ones
+    # are: a cake is a Bag at 0.9): its own confidence cannot flag them.
+    probs = dev.probs.copy()
+    probs[~inside] = dev.probs[rng.choice(np.flatnonzero(inside), int((~inside).sum()))]
+    dev = LabelledProbs(probs, dev.labels)
+    renders = _labelled(rng, 500, 2.0)
+    policy, _ = choose_picture_policy(dev)
+    # An expert that doubts the out-of-scope pictures (and hardly any other): worth it.
+    sure = np.where(inside, rng.uniform(0.8, 1.0, len(inside)), rng.uniform(0.2, 0.5, len(inside)))
+    good_dev = LabelledProbs(dev.probs, dev.labels, opinion=sure)
+    good_renders = LabelledProbs(
+        renders.probs, renders.labels, opinion=rng.uniform(0.8, 1.0, len(renders.labels))
+    )
+    chosen, evidence = choose_second_opinion(policy, good_dev, good_renders)
+    assert 0.5 <= chosen <= 0.8
+    flagged = review_metrics(replace_opinion(policy, chosen), good_dev)["out_of_scope_flagged"]
+    assert flagged > evidence["second_opinion_without"]["out_of_scope_flagged"] + 0.2
+    # One whose doubt says nothing about scope gains nothing: it stays silent.
+    noise = LabelledProbs(dev.probs, dev.labels, opinion=rng.uniform(0.2, 1.0, len(inside)))
+    assert choose_second_opinion(policy, noise, good_renders)[0] == 0.0
+    # One that would flag shop photos is not a candidate, however well it does on dev.
+    doubtful_renders = LabelledProbs(
+        renders.probs, renders.labels, opinion=rng.uniform(0.2, 1.0, len(renders.labels))
+    )
+    assert choose_second_opinion(policy, good_dev, doubtful_renders)[0] == 0.0
+    # And choose_picture_policy asks for it when both sets carry the expert's opinion.
+    assert choose_picture_policy(good_dev, renders=good_renders)[0].second_opinion == chosen
+
+
+def replace_opinion(policy: ReviewPolicy, value: float) -> ReviewPolicy:
+    from dataclasses import replace
+
+    return replace(policy, second_opinion=value)
+
+
+def test_an_expert_adds_its_top_probability_to_each_row() -> None:
+    from product_classifier.inference.expert import split_opinion, with_opinion
+
+    class Fixed:
+        def __init__(self, probs: np.ndarray) -> None:
+            self.probs = probs
+
+        def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+            return self.probs[: len(batch)]
+
+    served = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
+    expert = np.array([[0.4, 0.3, 0.3], [0.05, 0.05, 0.9]], dtype=np.float32)
+    rows = with_opinion(Fixed(served), Fixed(expert))(np.zeros((2, 1, 28, 28), np.float32))
+    assert rows.shape == (2, 4) and rows.dtype == np.float32
+    probs, opinion = split_opinion(rows[0], classes=3)
+    assert probs.tolist() == served[0].tolist() and opinion == pytest.approx(0.4)
+    assert split_opinion(served[1], classes=3) == (pytest.approx(served[1]), 1.0)

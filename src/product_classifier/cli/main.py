@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "export",
     "quantize",
     "cascade",
+    "picture_expert",
     "review",
     "serve",
     "predict",

@@ -71,6 +71,11 @@ def review(
         typer.echo(
             f"real pictures: temperature {pictures['temperature']}, review below "
             f"{pictures['threshold']}, out of scope below {pictures['out_of_scope_threshold']}"
+            + (
+                f" or the picture expert below {pictures['second_opinion']}"
+                if pictures.get("second_opinion")
+                else ""
+            )
         )
     for part in ("validation", "dev"):
         m = entry[part]

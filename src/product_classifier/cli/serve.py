@@ -31,12 +31,14 @@ def check_model(settings: ServeSettings) -> None:
     """Everything about the model files that needs no onnxruntime; raises ModelLoadError.
 
     The files exist, the card reads, each file's sha256 is the card's (unless verification is
-    off), the cascade's first stage is there, and each file is framed as an ONNX protobuf.
+    off), the cascade's first stage and the picture expert are there, and each file is framed
+    as an ONNX protobuf.
     """
     from product_classifier.inference.errors import ModelLoadError
     from product_classifier.inference.model_card import (
         cascade_spec,
         check_model_files,
+        picture_expert_spec,
         verify_sha256,
     )
     from product_classifier.inference.onnx_file import onnx_framing_problem
@@ -53,6 +55,14 @@ def check_model(settings: ServeSettings) -> None:
         elif not first.is_file():
             raise ModelLoadError(f"cascade first-stage model not found: {first}")
         files.append(first)
+    expert_spec = picture_expert_spec(card)
+    if expert_spec is not None:  # the pictures' second opinion, loaded for any variant
+        expert = model_path.with_name(str(expert_spec["file"]))
+        if verify:
+            verify_sha256(expert, expert_spec, card_file)
+        elif not expert.is_file():
+            raise ModelLoadError(f"picture expert model not found: {expert}")
+        files.append(expert)
     for path in files:
         problem = onnx_framing_problem(path)
         if problem is not None:

@@ -10,7 +10,7 @@ with the chosen policy, by the release report.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,8 @@ class LabelledProbs:
     labels: np.ndarray
     # The design family of each picture (for cross-validation by family); None: unknown.
     groups: np.ndarray | None = None
+    # The picture expert's top probability per picture (the second opinion); None: none.
+    opinion: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", np.asarray(self.labels).astype(np.int64))
@@ -98,10 +100,13 @@ class LabelledProbs:
             raise ValueError(f"{len(self.probs)} rows of probabilities, {len(self.labels)} labels")
         if self.groups is not None and len(self.groups) != len(self.labels):
             raise ValueError(f"{len(self.groups)} groups for {len(self.labels)} labels")
+        if self.opinion is not None and len(self.opinion) != len(self.labels):
+            raise ValueError(f"{len(self.opinion)} opinions for {len(self.labels)} labels")
 
     def subset(self, rows: np.ndarray) -> LabelledProbs:
         groups = None if self.groups is None else self.groups[rows]
-        return LabelledProbs(self.probs[rows], self.labels[rows], groups)
+        opinion = None if self.opinion is None else self.opinion[rows]
+        return LabelledProbs(self.probs[rows], self.labels[rows], groups, opinion)
 
     @property
     def in_scope(self) -> np.ndarray:
@@ -112,7 +117,7 @@ def review_metrics(policy: ReviewPolicy, data: LabelledProbs) -> dict[str, Any]:
     """The flag's rates on one labelled set, with ``policy`` (temperature included)."""
     probs = policy.calibrate(data.probs)
     confidence, pred = probs.max(axis=1), probs.argmax(axis=1)
-    reasons = policy.reasons(confidence)
+    reasons = policy.reasons(confidence, data.opinion)
     flagged = reasons > 0
     inside = data.in_scope
     right = inside & (pred == data.labels)
@@ -282,7 +287,9 @@ def choose_picture_policy(
     the NLL of its in-scope pictures (the model is over-confident on pictures); a per-category
     bias if it holds up by design family (:func:`choose_bias`); the lowest
     review threshold that flags ``min_wrong_flagged`` of its wrong answers (as few right
-    answers as that allows); the out-of-scope band as for the main policy."""
+    answers as that allows); the out-of-scope band as for the main policy; and, when ``dev``
+    and ``renders`` carry a picture expert's opinion, its threshold
+    (:func:`choose_second_opinion`)."""
     inside = dev.in_scope
     temperature = fit_temperature(dev.probs[inside], dev.labels[inside])
     bias, bias_evidence = choose_bias(dev, temperature, renders=renders)
@@ -294,6 +301,11 @@ def choose_picture_policy(
     threshold = min(catching) if catching else max(grid)
     policy = ReviewPolicy(threshold=threshold, temperature=temperature, bias=bias)
     band, separation = out_of_scope_band(dev, policy, grid)
+    second_opinion, opinion_evidence = 0.0, dict[str, Any]()
+    if dev.opinion is not None and renders is not None and renders.opinion is not None:
+        second_opinion, opinion_evidence = choose_second_opinion(
+            ReviewPolicy(threshold, band, temperature, bias), dev, renders
+        )
     evidence = {
         "temperature_rule": "minimises the negative log-likelihood on the real-picture dev "
         "part's in-scope pictures",
@@ -301,8 +313,9 @@ def choose_picture_policy(
         f"{min_wrong_flagged:.0%} of the dev part's wrong answers",
         "out_of_scope_separation_on_dev": separation,
         **bias_evidence,
+        **opinion_evidence,
     }
-    return ReviewPolicy(threshold, band, temperature, bias), evidence
+    return ReviewPolicy(threshold, band, temperature, bias, second_opinion=second_opinion), evidence
 
 
 def choose_policy(
@@ -352,3 +365,83 @@ def choose_policy(
     if picture_evidence is not None:
         evidence["pictures_rules"] = picture_evidence
     return policy, evidence
+
+
+# The second opinion (a picture expert's confidence, inference/expert.py) must pay for a third
+# model file and a model call per picture. Among the dev pictures the pictures' policy lets
+# through, its extra flags must find the out-of-scope ones far more often than right answers:
+# Youden's J (out-of-scope share flagged minus right-answer share flagged) at least this. An
+# expert whose doubt is noise scores ~0 whatever the base rates (with ~20 out-of-scope dev
+# pictures let through, noise reaches ~0.1 by chance: hence 0.2)...
+MIN_SECOND_OPINION_J = 0.2
+# ...and it must not drown shop photos in reviews: at most this much more of the validation
+# renders flagged.
+MAX_RENDER_FLAG_RISE = 0.01
+SECOND_OPINION_GRID = tuple(round(t, 2) for t in np.arange(0.30, 0.951, 0.05))
+
+
+def choose_second_opinion(
+    policy: ReviewPolicy,
+    dev: LabelledProbs,
+    renders: LabelledProbs,
+    grid: tuple[float, ...] = SECOND_OPINION_GRID,
+) -> tuple[float, dict[str, Any]]:
+    """The picture expert's threshold for the pictures' ``policy``, on dev data alone.
+
+    Among the dev pictures ``policy`` does not flag, the expert's extra flags (its top
+    probability below t) are scored by Youden's J: the share of the out-of-scope ones it
+    flags minus the share of the right answers it flags. The grid value with the largest J
+    among those that raise the renders' flag rate by at most ``MAX_RENDER_FLAG_RISE``, kept
+    if its J reaches ``MIN_SECOND_OPINION_J``; else 0.0 (no second opinion). Both sets need
+    the expert's ``opinion``.
+    """
+    if dev.opinion is None or renders.opinion is None:
+        raise ValueError("the second opinion needs the expert's opinion on dev and renders")
+    probs = policy.calibrate(dev.probs)
+    passed = policy.reasons(probs.max(axis=1)) == 0
+    inside = dev.in_scope
+    right = inside & (probs.argmax(axis=1) == dev.labels)
+    oos_passed, right_passed = passed & ~inside, passed & right
+    render_base = review_metrics(policy, LabelledProbs(renders.probs, renders.labels))
+    rows = []
+    for t in grid:
+        extra = dev.opinion < t
+        j = float(extra[oos_passed].mean() if oos_passed.any() else 0.0) - float(
+            extra[right_passed].mean() if right_passed.any() else 0.0
+        )
+        with_opinion = review_metrics(replace(policy, second_opinion=t), dev)
+        render_rate = review_metrics(replace(policy, second_opinion=t), renders)["review_rate"]
+        rise = render_rate - render_base["review_rate"]
+        rows.append(
+            {
+                "second_opinion": t,
+                "youden_j_on_passed": j,
+                "out_of_scope_flagged": with_opinion["out_of_scope_flagged"],
+                "review_on_right": with_opinion["review_on_right"],
+                "review_on_wrong": with_opinion["review_on_wrong"],
+                "renders_flagged": render_rate,
+                "eligible": rise <= MAX_RENDER_FLAG_RISE + 1e-9,
+            }
+        )
+    candidates = [r for r in rows if r["eligible"]]
+    best = max(candidates, key=lambda r: r["youden_j_on_passed"]) if candidates else None
+    chosen = (
+        best["second_opinion"]
+        if best and best["youden_j_on_passed"] >= MIN_SECOND_OPINION_J
+        else 0.0
+    )
+    without = review_metrics(policy, LabelledProbs(dev.probs, dev.labels))
+    evidence = {
+        "second_opinion_rule": "among the dev pictures the pictures' policy lets through, the "
+        "expert threshold with the largest Youden J (out-of-scope share flagged minus "
+        "right-answer share flagged) among those raising the validation renders' flag rate "
+        f"by at most {MAX_RENDER_FLAG_RISE:.0%}; kept if J is at least {MIN_SECOND_OPINION_J}",
+        "second_opinion_without": {
+            "out_of_scope_flagged": without["out_of_scope_flagged"],
+            "review_on_right": without["review_on_right"],
+            "review_on_wrong": without["review_on_wrong"],
+            "renders_flagged": render_base["review_rate"],
+        },
+        "second_opinion_grid": rows,
+    }
+    return chosen, evidence

@@ -30,7 +30,7 @@ class ReviewChoiceError(ValueError):
     """The policy cannot be chosen (no dev folder, categories the model lacks...)."""
 
 
-def labelled_folder(predictor: Any, folder: Path) -> LabelledProbs:
+def labelled_folder(predictor: Any, folder: Path, expert: Any = None) -> LabelledProbs:
     """The predictor's probabilities on a folder of real pictures; ``out-of-scope`` is -1.
 
     Folder names are matched to the model's categories as catalog folders are ("T-shirt-top"
@@ -64,9 +64,12 @@ def labelled_folder(predictor: Any, folder: Path) -> LabelledProbs:
                 f"({', '.join(predictor.class_names)}) nor {OUT_OF_SCOPE_FOLDER!r}"
             )
         labels.append(label)
-    probs = predictor.predict_proba(to_model_input(data.images, predictor.spec))
+    images = to_model_input(data.images, predictor.spec)
+    probs = predictor.predict_proba(images)
     groups = design_groups(folder, [picture.path for picture in data.pictures])
-    return LabelledProbs(probs, np.array(labels), groups)
+    # The picture expert's top probability: the pictures' second opinion (inference/expert.py).
+    opinion = None if expert is None else expert.predict_proba(images).max(axis=1)
+    return LabelledProbs(probs, np.array(labels), groups, opinion)
 
 
 def design_groups(folder: Path, paths: list[str]) -> np.ndarray:
@@ -91,11 +94,15 @@ def design_groups(folder: Path, paths: list[str]) -> np.ndarray:
     )
 
 
-def real_picture_metrics(predictor: Any, policy: ReviewPolicy, folder: Path) -> dict[str, Any]:
-    """A labelled folder as the service answers it (``policy``'s pictures' policy included):
-    accuracy, balanced and per category, the review flag's rates, out-of-scope detection,
-    calibration."""
-    return labelled_metrics(labelled_folder(predictor, folder), policy, predictor.class_names)
+def real_picture_metrics(
+    predictor: Any, policy: ReviewPolicy, folder: Path, expert: Any = None
+) -> dict[str, Any]:
+    """A labelled folder as the service answers it (``policy``'s pictures' policy included,
+    with the picture ``expert``'s second opinion when there is one): accuracy, balanced and
+    per category, the review flag's rates, out-of-scope detection, calibration."""
+    return labelled_metrics(
+        labelled_folder(predictor, folder, expert), policy, predictor.class_names
+    )
 
 
 def labelled_metrics(
@@ -140,10 +147,11 @@ RENDERS, RENDER_SEED = 2000, 0
 
 
 def validation_renders(
-    predictor: Any, card: dict[str, Any], data_dir: Path | None = None
+    predictor: Any, card: dict[str, Any], data_dir: Path | None = None, expert: Any = None
 ) -> LabelledProbs:
     """The predictor on Fashion-MNIST validation images rendered as shop photos and put
-    through the service's preprocessing: what the pictures' policy must not make worse."""
+    through the service's preprocessing: what the pictures' policy must not make worse
+    (with the picture ``expert``'s opinion on them when there is one)."""
     from product_classifier.data.split import fashion_mnist_split
     from product_classifier.evaluation.photos import build_photo_set, service_images
     from product_classifier.preprocessing import to_model_input
@@ -155,8 +163,10 @@ def validation_renders(
     images, ok = service_images([photo.data for photo in photos])
     if len(ok) != len(photos):  # renders are made to decode: anything else is a bug
         raise ReviewChoiceError(f"{len(photos) - len(ok)} validation renders did not decode")
-    probs = predictor.predict_proba(to_model_input(np.stack(images)))
-    return LabelledProbs(probs, np.array([photo.label for photo in photos]))
+    inputs = to_model_input(np.stack(images))
+    probs = predictor.predict_proba(inputs)
+    opinion = None if expert is None else expert.predict_proba(inputs).max(axis=1)
+    return LabelledProbs(probs, np.array([photo.label for photo in photos]), opinion=opinion)
 
 
 def choose_review(
@@ -177,12 +187,12 @@ def choose_review(
     predictor = model.predictor
     images, labels = validation_split(model.card, data_dir)
     validation = LabelledProbs(predictor.predict_proba(images), labels)
-    dev_data = labelled_folder(predictor, dev)
+    dev_data = labelled_folder(predictor, dev, model.expert)
     if dev_data.in_scope.all() or not dev_data.in_scope.any():
         raise ReviewChoiceError(
             f"{dev}: needs pictures of the categories and an {OUT_OF_SCOPE_FOLDER!r} folder"
         )
-    renders = validation_renders(predictor, model.card, data_dir)
+    renders = validation_renders(predictor, model.card, data_dir, model.expert)
     policy, evidence = choose_policy(
         validation, dev_data, max_clean_flag_rate=max_clean_flag_rate, renders=renders
     )

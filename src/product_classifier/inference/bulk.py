@@ -264,6 +264,8 @@ class LocalBackend:
             except ModelLoadError as exc:
                 raise BulkError(f"cannot load the model: {exc}") from exc
         self.predictor = model.predictor
+        # The pictures' second opinion, as the service asks it (inference/expert.py).
+        self.expert = model.expert
         self.source = str(path)
         # The service's policy: the card's (temperature, thresholds), or the operator's.
         self.review = review_policy(model.card, review_threshold)
@@ -293,13 +295,20 @@ class LocalBackend:
                 good.append(i)
                 tensors.append(decoded)
         if tensors:
-            probs = self.predictor.predict_proba(np.concatenate(tensors))
+            inputs = np.concatenate(tensors)
+            probs = self.predictor.predict_proba(inputs)
             names = self.predictor.class_names
-            for i, raw in zip(good, probs, strict=True):
+            pictures = [not is_dataset_form(batch[i][1]) for i in good]
+            opinions = np.ones(len(good), dtype=np.float32)
+            if self.expert is not None and any(pictures):
+                rows_of_pictures = np.flatnonzero(pictures)
+                expert = self.expert.predict_proba(inputs[rows_of_pictures])
+                opinions[rows_of_pictures] = expert.max(axis=1)
+            for i, raw, picture, opinion in zip(good, probs, pictures, opinions, strict=True):
                 # The service's policy for this upload: real pictures have their own.
-                review = self.review.for_upload(not is_dataset_form(batch[i][1]))
+                review = self.review.for_upload(picture)
                 top = top_entries(review.calibrate(raw[None])[0], names)
-                reason = review.reason(top[0].probability)
+                reason = review.reason(top[0].probability, float(opinion))
                 rows[i] = BulkRow(
                     path=batch[i][0],
                     category=top[0].category,

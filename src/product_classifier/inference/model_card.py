@@ -89,6 +89,16 @@ def cascade_spec(model_path: str | Path, card: dict[str, Any]) -> dict[str, Any]
     return spec
 
 
+def picture_expert_spec(card: dict[str, Any]) -> dict[str, Any] | None:
+    """The card's ``picture_expert`` section (the pictures' second opinion), else None."""
+    spec = card.get("picture_expert")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
+        raise ModelLoadError("the model card's picture_expert has no 'file'")
+    return spec
+
+
 @dataclass(frozen=True)
 class VerifiedModel:
     """A loaded predictor plus the card it was checked against."""
@@ -98,6 +108,8 @@ class VerifiedModel:
     card_path: Path | None = None
     sha256: str | None = None
     sha256_verified: bool = False
+    # The card's picture expert (review policy's second opinion on real pictures); None: none.
+    expert: OnnxPredictor | None = None
 
 
 def check_model_files(
@@ -131,6 +143,7 @@ def load_verified_model(
     options: PredictorOptions | None = None,
     cascade: bool = False,
     cascade_threshold: float | None = None,
+    picture_expert: bool = True,
 ) -> VerifiedModel:
     """Check the card's hash (unless ``verify`` is False), then load and validate the model.
 
@@ -138,6 +151,7 @@ def load_verified_model(
     card is still an error, because it means the artifacts are broken. ``cascade=True`` puts
     the card's first-stage model in front (inference/cascade.py) when the card has a cascade
     for this file; its hash is checked the same way. ``cascade_threshold`` overrides the card's.
+    ``picture_expert`` loads the card's picture expert too, when it has one (checked the same way).
     """
     from product_classifier.inference.cascade import CascadePredictor
     from product_classifier.inference.predictor import OnnxPredictor
@@ -165,10 +179,20 @@ def load_verified_model(
         # Unverified, the hashes are still what is served (~2 ms for both files).
         hashes = (first_sha, sha) if verify else (sha256_file(first_path), sha256_file(model_path))
         predictor = CascadePredictor(first, loaded, threshold, sha256=hashes)
+    expert = None
+    expert_spec = picture_expert_spec(card) if picture_expert else None
+    if expert_spec is not None:
+        expert_path = model_path.with_name(str(expert_spec["file"]))
+        if verify:
+            verify_sha256(expert_path, expert_spec, card_file)
+        elif not expert_path.is_file():
+            raise ModelLoadError(f"picture expert model not found: {expert_path}")
+        expert = OnnxPredictor(expert_path, options)
     return VerifiedModel(
         predictor=predictor,
         card=card,
         card_path=card_file if card else None,
         sha256=sha,
         sha256_verified=verify,
+        expert=expert,
     )

@@ -14,6 +14,13 @@ both less accurate and over-confident, so one temperature and threshold cannot s
 a threshold strict enough for pictures would flag far too many clean catalog images. The
 pictures' temperature and thresholds are chosen on the real-picture dev part.
 
+Pictures can also get a **second opinion** (``second_opinion``): a picture expert, a model
+fine-tuned longer than the release on synthetic pictures of no category
+(``inference/model_card.py`` loads it from the card's ``picture_expert`` section). When its
+top probability is below ``second_opinion`` the picture is flagged ``out_of_scope`` whatever
+the release's confidence: it knows better than the release what is none of the categories
+(``evaluation/review.choose_second_opinion``, ``docs/evidence/icons-cpu-2026-12-07/``).
+
 Numpy only: the service has no torch.
 """
 
@@ -46,6 +53,9 @@ class ReviewPolicy:
     bias: tuple[float, ...] = ()
     # The policy for real pictures (uploads canonicalize reshapes); None: this one.
     pictures: ReviewPolicy | None = None
+    # Flag as out of scope when the picture expert's top probability is below this (the
+    # pictures' policy; 0: no second opinion).
+    second_opinion: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -61,6 +71,8 @@ class ReviewPolicy:
             raise ReviewPolicyError(f"bias must be finite numbers in [-20, 20], got {self.bias}")
         if self.pictures is not None and self.pictures.pictures is not None:
             raise ReviewPolicyError("the pictures' policy cannot have a pictures' policy")
+        if not 0.0 <= self.second_opinion < 1.0:
+            raise ReviewPolicyError(f"second_opinion must be in [0, 1), got {self.second_opinion}")
 
     def for_upload(self, picture: bool) -> ReviewPolicy:
         """The policy for one upload: ``picture`` means canonicalize reshaped it."""
@@ -85,16 +97,19 @@ class ReviewPolicy:
         out /= out.sum(axis=-1, keepdims=True)
         return out.astype(np.float32, copy=False)
 
-    def reason(self, confidence: float) -> ReviewReason | None:
-        """The review reason for a (calibrated) top-1 probability; None: no review."""
-        if confidence >= self.threshold:
-            return None
-        return OUT_OF_SCOPE if confidence < self.out_of_scope_threshold else LOW_CONFIDENCE
+    def reason(self, confidence: float, opinion: float = 1.0) -> ReviewReason | None:
+        """The review reason for a (calibrated) top-1 probability and the picture expert's top
+        probability (``opinion``; 1.0 when there is none); None: no review."""
+        if confidence < self.out_of_scope_threshold or opinion < self.second_opinion:
+            return OUT_OF_SCOPE
+        return LOW_CONFIDENCE if confidence < self.threshold else None
 
-    def reasons(self, confidence: np.ndarray) -> np.ndarray:
+    def reasons(self, confidence: np.ndarray, opinion: np.ndarray | None = None) -> np.ndarray:
         """Vectorised :meth:`reason`: 0 none, 1 low_confidence, 2 out_of_scope."""
         out = (confidence < self.threshold).astype(np.int8)
         out[confidence < self.out_of_scope_threshold] = 2
+        if opinion is not None:
+            out[opinion < self.second_opinion] = 2
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +117,8 @@ class ReviewPolicy:
         out["bias"] = list(self.bias)
         if not self.bias:
             del out["bias"]
+        if not self.second_opinion:
+            del out["second_opinion"]
         if self.pictures is None:
             del out["pictures"]
         else:
@@ -117,6 +134,7 @@ class ReviewPolicy:
             temperature=float(section.get("temperature", 1.0)),
             bias=tuple(float(b) for b in section.get("bias", ())),
             pictures=None if pictures is None else cls.from_dict(pictures),
+            second_opinion=float(section.get("second_opinion", 0.0)),
         )
 
     @classmethod
@@ -156,4 +174,5 @@ def _with_threshold(policy: ReviewPolicy, threshold: float) -> ReviewPolicy:
         temperature=policy.temperature,
         bias=policy.bias,
         pictures=None if policy.pictures is None else _with_threshold(policy.pictures, threshold),
+        second_opinion=policy.second_opinion,
     )

@@ -20,6 +20,7 @@ from fastapi.telemetry import TelemetryConfig
 from product_classifier import __version__
 from product_classifier.inference.batcher import MicroBatcher
 from product_classifier.inference.errors import ModelLoadError
+from product_classifier.inference.expert import with_opinion
 from product_classifier.inference.model_card import VerifiedModel, load_verified_model
 from product_classifier.inference.predictor import PredictorOptions
 from product_classifier.serving.admission import InFlightLimitMiddleware
@@ -65,6 +66,8 @@ def _load_model(settings: ServeSettings) -> VerifiedModel:
     )
     # Warm the biggest batch too, so its buffers exist before the first burst of traffic.
     model.predictor.warmup(sorted({1, settings.max_batch_size}))
+    if model.expert is not None:
+        model.expert.warmup(sorted({1, settings.max_batch_size}))
     return model
 
 
@@ -89,9 +92,24 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout_s=settings.inference_timeout_s,
     )
     await batcher.start()
+    picture_batcher = None
+    if model.expert is not None:
+        # Real pictures: the same preprocessing and model, plus the picture expert's opinion
+        # (inference/expert.py), in a batcher of their own so 28x28 images never pay for it.
+        picture_batcher = MicroBatcher(
+            with_opinion(model.predictor, model.expert),
+            prepare_fn=upload_preprocessor(settings, model.predictor.spec),
+            item_shape=(1, *model.predictor.spec.item_shape),
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            queue_size=settings.queue_size,
+            concurrency=settings.batch_concurrency,
+            timeout_s=settings.inference_timeout_s,
+        )
+        await picture_batcher.start()
     undo_drain = nothing_to_undo
     try:
-        service = ModelService(model, batcher, settings)
+        service = ModelService(model, batcher, settings, picture_batcher)
         await service.warmup()
         app.state.service = service
         app.state.ready = True
@@ -111,6 +129,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # In-flight requests finish before the worker exits; a hung model call is given up
         # after the inference deadline (its requests have had their 504 by then).
         await batcher.stop(timeout_s=settings.inference_timeout_s)
+        if picture_batcher is not None:
+            await picture_batcher.stop(timeout_s=settings.inference_timeout_s)
         app.state.service = None
 
 

@@ -267,10 +267,11 @@ class Observer:
         self.metrics.set_model(service.model_version, model.sha256, predictor.class_names)
         # Hooks are attached after warm-up, so the warm-up image is not counted as traffic.
         service.on_prediction = self.on_prediction
-        service.batcher.on_batch = self.metrics.observe_batch
-        service.batcher.on_timeout = self.metrics.observe_timeouts
-        service.batcher.on_worker_died = self.metrics.observe_batcher_death
-        service.batcher.on_worker_restarted = lambda: self.metrics.set_ready(True)
+        for batcher in service.batchers:  # the pictures' own too, when there is one
+            batcher.on_batch = self.metrics.observe_batch
+            batcher.on_timeout = self.metrics.observe_timeouts
+            batcher.on_worker_died = self.metrics.observe_batcher_death
+            batcher.on_worker_restarted = lambda: self.metrics.set_ready(True)
         if isinstance(predictor, CascadePredictor):
             predictor.on_batch = self.metrics.observe_cascade
         self.metrics.set_ready(True)

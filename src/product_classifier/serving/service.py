@@ -24,6 +24,7 @@ from product_classifier.inference.errors import (
     InferenceTimeoutError,
     OverloadedError,
 )
+from product_classifier.inference.expert import split_opinion
 from product_classifier.inference.model_card import VerifiedModel
 from product_classifier.inference.review import review_policy
 from product_classifier.preprocessing import (
@@ -80,9 +81,14 @@ class ModelService:
         model: VerifiedModel,
         batcher: MicroBatcher,
         settings: ServeSettings,
+        picture_batcher: MicroBatcher | None = None,
     ) -> None:
         self.model = model
         self.batcher = batcher
+        # Real pictures go to their own batcher when the card has a picture expert: its batch
+        # calls add the expert's opinion (inference/expert.py), which 28x28 images don't need.
+        self.picture_batcher = picture_batcher
+        self.batchers = (batcher,) if picture_batcher is None else (batcher, picture_batcher)
         self.settings = settings
         self._class_names = model.predictor.class_names
         self._class_ids = range(len(self._class_names))
@@ -112,9 +118,12 @@ class ModelService:
 
     # -- inference ------------------------------------------------------------------------------
 
-    def _submit(self, items: Sequence[bytes]) -> list[asyncio.Future[np.ndarray]]:
+    def _submit(
+        self, items: Sequence[bytes], picture: bool = False
+    ) -> list[asyncio.Future[np.ndarray]]:
+        batcher = self.picture_batcher if picture and self.picture_batcher else self.batcher
         try:
-            return self.batcher.submit_many(items)
+            return batcher.submit_many(items)
         except OverloadedError as exc:
             raise ApiError(503, "overloaded", f"{exc}; retry later", self._retry_after) from exc
         except BatcherClosedError as exc:
@@ -122,15 +131,17 @@ class ModelService:
 
     def format_prediction(self, probs: np.ndarray, picture: bool = False) -> dict[str, Any]:
         """The answer for one upload; ``picture``: canonicalize reshaped it (the review policy
-        for real pictures applies, inference/review.py)."""
+        for real pictures applies, inference/review.py). ``probs`` may end with the picture
+        expert's opinion (inference/expert.py)."""
         review = self.review.for_upload(picture)
+        probs, opinion = split_opinion(probs, len(self._class_names))
         p = review.calibrate(probs).tolist()
         names = self._class_names
         # Stable sort: ties go to the lower class id, like numpy's argmax offline.
         order = sorted(self._class_ids, key=p.__getitem__, reverse=True)[:TOP_K]
         best = order[0]
         confidence = p[best]
-        reason = review.reason(confidence)
+        reason = review.reason(confidence, opinion)
         return {
             "category": names[best],
             "class_id": best,
@@ -144,11 +155,12 @@ class ModelService:
     async def predict_bytes(self, data: bytes) -> dict[str, Any]:
         """One upload -> prediction dict; raises ApiError for anything the client got wrong."""
         self._check_upload(data)
+        picture = not is_dataset_form(data)
         try:
-            probs = await self._submit((data,))[0]
+            probs = await self._submit((data,), picture)[0]
         except InferenceTimeoutError as exc:  # the batcher's deadline (settings)
             raise timeout_error(exc) from exc
-        result = self.format_prediction(probs, not is_dataset_form(data))
+        result = self.format_prediction(probs, picture)
         if self.on_prediction is not None:
             self.on_prediction(result, len(data))
         return result
@@ -166,8 +178,22 @@ class ModelService:
             except ApiError as exc:
                 results[i] = {"error": exc.body(), "filename": filename}
         if todo:
-            futures = self._submit([uploads[i][1] for i in todo])
-            rows = await asyncio.gather(*futures, return_exceptions=True)
+            pictures = {i for i in todo if not is_dataset_form(uploads[i][1])}
+            # One submission per batcher: real pictures to theirs when there is one.
+            groups = (
+                [(todo, False)]
+                if self.picture_batcher is None
+                else [
+                    ([i for i in todo if i not in pictures], False),
+                    ([i for i in todo if i in pictures], True),
+                ]
+            )
+            futures: dict[int, asyncio.Future[np.ndarray]] = {}
+            for group, picture in groups:
+                if group:
+                    submitted = self._submit([uploads[i][1] for i in group], picture)
+                    futures.update(zip(group, submitted, strict=True))
+            rows = await asyncio.gather(*(futures[i] for i in todo), return_exceptions=True)
             for i, row in zip(todo, rows, strict=True):
                 filename, data = uploads[i]
                 if isinstance(row, ApiError):
@@ -178,7 +204,7 @@ class ModelService:
                 elif isinstance(row, BaseException):
                     raise row  # the model failed, not the file: a 500 like the single route
                 else:
-                    picture = not is_dataset_form(data)
+                    picture = i in pictures
                     prediction = {"filename": filename, **self.format_prediction(row, picture)}
                     results[i] = prediction
                     if self.on_prediction is not None:
@@ -189,7 +215,11 @@ class ModelService:
 
     def health_problem(self) -> str | None:
         """Why the model cannot answer now (``/ready``); None when it can."""
-        return self.batcher.health_problem()
+        for batcher in self.batchers:
+            problem = batcher.health_problem()
+            if problem is not None:
+                return problem
+        return None
 
     # -- startup --------------------------------------------------------------------------------
 
@@ -218,6 +248,12 @@ class ModelService:
                     "queued": self.batcher.queued,
                     "batches_run": self.batcher.batches_run,
                     "items_run": self.batcher.items_run,
+                },
+                "picture_expert": None
+                if self.model.expert is None
+                else {
+                    "model_version": self.model.expert.model_version,
+                    "second_opinion": (self.review.pictures or self.review).second_opinion,
                 },
                 "review_threshold": self.review.threshold,
                 "review": self.review.to_dict(),
