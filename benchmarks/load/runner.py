@@ -650,33 +650,28 @@ def _default_variant() -> str:
     return str(ServeSettings.model_fields["model_variant"].default)
 
 
-def _picture_expert(model: Path) -> Path | None:
-    """The picture expert the card beside ``model`` names (the pictures' second opinion)."""
-    from product_classifier.inference.model_card import (
-        default_card_path,
-        load_model_card,
-        picture_expert_spec,
-    )
+def _card(model: Path) -> dict[str, Any] | None:
+    from product_classifier.inference.model_card import default_card_path, load_model_card
 
     card_path = default_card_path(model)
-    if not card_path.is_file():
-        return None
-    spec = picture_expert_spec(load_model_card(card_path))
+    return load_model_card(card_path) if card_path.is_file() else None
+
+
+def _picture_expert(model: Path) -> Path | None:
+    """The picture expert the card beside ``model`` names (the pictures' second opinion)."""
+    from product_classifier.inference.model_card import picture_expert_spec
+
+    card = _card(model)
+    spec = picture_expert_spec(card) if card else None
     return model.with_name(spec["file"]) if spec else None
 
 
 def _cascade_first_stage(model: Path) -> Path | None:
     """The first-stage file of the cascade the card beside ``model`` describes, if any."""
-    from product_classifier.inference.model_card import (
-        cascade_spec,
-        default_card_path,
-        load_model_card,
-    )
+    from product_classifier.inference.model_card import cascade_spec
 
-    card_path = default_card_path(model)
-    if not card_path.is_file():
-        return None
-    spec = cascade_spec(model, load_model_card(card_path))
+    card = _card(model)
+    spec = cascade_spec(model, card) if card else None
     return model.with_name(spec["first"]["file"]) if spec else None
 
 

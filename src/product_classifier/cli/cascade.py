@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from product_classifier.cli.common import DataDirOption, WriteOption, require_files
+
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the given app."""
@@ -27,18 +29,11 @@ def cascade(
     second: Annotated[
         Path, typer.Option("--second", help="The released INT8 model it escalates to.")
     ] = Path("artifacts/model.int8.onnx"),
-    write: Annotated[
-        bool, typer.Option("--write/--dry-run", help="Write the model and the card entry.")
-    ] = True,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Fashion-MNIST folder (default: search).")
-    ] = None,
+    write: WriteOption = True,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Build the serving cascade (student first, released model for the unsure images)."""
-    for path in (checkpoint, second):
-        if not path.is_file():
-            typer.secho(f"error: file not found: {path}", fg="red", err=True)
-            raise typer.Exit(2)
+    require_files(checkpoint, second)
     from product_classifier.export.cascade import CascadeError, build_cascade
 
     try:

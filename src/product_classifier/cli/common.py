@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -31,3 +31,18 @@ def default_config(name: str) -> Path:
         return local
     checkout = Path(__file__).resolve().parents[3] / "configs" / f"{name}.yaml"
     return checkout if checkout.is_file() else local
+
+
+# Options of the commands that add a file to a release (cascade, picture-expert).
+WriteOption = Annotated[
+    bool, typer.Option("--write/--dry-run", help="Write the model and the card entry.")
+]
+DataDirOption = Annotated[Path | None, typer.Option(help="Fashion-MNIST folder (default: search).")]
+
+
+def require_files(*paths: Path) -> None:
+    """End the command with exit code 2 and the path when an input file is missing."""
+    for path in paths:
+        if not path.is_file():
+            typer.secho(f"error: file not found: {path}", fg="red", err=True)
+            raise typer.Exit(2)

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from product_classifier.cli.common import DataDirOption, WriteOption, require_files
+
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the given app."""
@@ -28,18 +30,11 @@ def picture_expert(
     model: Annotated[
         Path, typer.Option("--model", help="The released INT8 model it sits beside.")
     ] = Path("artifacts/model.int8.onnx"),
-    write: Annotated[
-        bool, typer.Option("--write/--dry-run", help="Write the model and the card entry.")
-    ] = True,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Fashion-MNIST folder (default: search).")
-    ] = None,
+    write: WriteOption = True,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Add a picture expert beside the release (then run `product-classifier review`)."""
-    for path in (checkpoint, model):
-        if not path.is_file():
-            typer.secho(f"error: file not found: {path}", fg="red", err=True)
-            raise typer.Exit(2)
+    require_files(checkpoint, model)
     from product_classifier.export.picture_expert import PictureExpertError, build_picture_expert
 
     try:

@@ -33,6 +33,16 @@ class CascadeError(RuntimeError):
     """The cascade cannot be built or does not pass the release gate."""
 
 
+def split_mismatch(data_cfg: dict[str, Any], card: dict[str, Any]) -> str | None:
+    """Why a checkpoint trained with ``data_cfg`` cannot be scored on the released model's
+    validation split (it saw some of those images), or None when it can."""
+    released = card.get("config", {}).get("data", {})
+    split = (data_cfg["val_fraction"], data_cfg["split_seed"])
+    if released and split != (released["val_fraction"], released["split_seed"]):
+        return f"validation split {split} differs from the released model's"
+    return None
+
+
 def cascade_predictions(first: np.ndarray, second: np.ndarray, threshold: float) -> np.ndarray:
     """Class ids the cascade predicts, from both stages' probabilities for the same images."""
     unsure = first.max(axis=1) < threshold
@@ -131,12 +141,11 @@ def build_cascade(
     card = load_model_card(card_path)
     model, ckpt = model_from_checkpoint(first_checkpoint)
     data_cfg = ckpt["config"]["data"]
-    released_data = card.get("config", {}).get("data", {})
-    split = (data_cfg["val_fraction"], data_cfg["split_seed"])
-    if released_data and split != (released_data["val_fraction"], released_data["split_seed"]):
+    problem = split_mismatch(data_cfg, card)
+    if problem:
         raise CascadeError(
-            f"the student's validation split {split} differs from the released model's; "
-            "choosing a threshold needs images that neither model trained on"
+            f"the student's {problem}; choosing a threshold needs images that neither model "
+            "trained on"
         )
 
     out = second.with_name(FIRST_STAGE_FILE)

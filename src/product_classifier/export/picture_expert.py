@@ -34,6 +34,7 @@ def build_picture_expert(
 
     from product_classifier.data.split import fashion_mnist_split
     from product_classifier.evaluation.evaluate import onnx_logits
+    from product_classifier.export.cascade import split_mismatch
     from product_classifier.export.onnx_export import export_onnx
     from product_classifier.export.quantize import (
         QuantizationSettings,
@@ -52,12 +53,10 @@ def build_picture_expert(
     if released and names != list(released):
         raise PictureExpertError(f"its categories {names} are not the release's {released}")
     data_cfg = ckpt["config"]["data"]
-    released_data = card.get("config", {}).get("data", {})
-    split = (data_cfg["val_fraction"], data_cfg["split_seed"])
-    if released_data and split != (released_data["val_fraction"], released_data["split_seed"]):
+    problem = split_mismatch(data_cfg, card)
+    if problem:
         raise PictureExpertError(
-            f"its validation split {split} differs from the release's: its accuracy would be "
-            "measured on images it trained on"
+            f"its {problem}: its accuracy would be measured on images it trained on"
         )
     out = model.with_name(EXPERT_FILE)
     version = f"{ckpt['config']['name']}-{ckpt['saved_at'][:10]}+int8"

@@ -18,7 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 
 from product_classifier import __version__
-from product_classifier.inference.batcher import MicroBatcher
+from product_classifier.inference.batcher import MicroBatcher, PredictFn
 from product_classifier.inference.errors import ModelLoadError
 from product_classifier.inference.expert import with_opinion
 from product_classifier.inference.model_card import VerifiedModel, load_verified_model
@@ -71,17 +71,9 @@ def _load_model(settings: ServeSettings) -> VerifiedModel:
     return model
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: ServeSettings = app.state.settings
-    loop = asyncio.get_running_loop()
-    try:
-        model = await loop.run_in_executor(None, partial(_load_model, settings))
-    except ModelLoadError as exc:
-        logger.error("cannot start: %s", exc)
-        raise
-    batcher = MicroBatcher(
-        model.predictor.predict_proba,
+def _batcher(predict: PredictFn, model: VerifiedModel, settings: ServeSettings) -> MicroBatcher:
+    return MicroBatcher(
+        predict,
         # Decoding runs in the batch's thread, with the model's own input spec.
         prepare_fn=upload_preprocessor(settings, model.predictor.spec),
         item_shape=(1, *model.predictor.spec.item_shape),
@@ -91,21 +83,24 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         concurrency=settings.batch_concurrency,
         timeout_s=settings.inference_timeout_s,
     )
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: ServeSettings = app.state.settings
+    loop = asyncio.get_running_loop()
+    try:
+        model = await loop.run_in_executor(None, partial(_load_model, settings))
+    except ModelLoadError as exc:
+        logger.error("cannot start: %s", exc)
+        raise
+    batcher = _batcher(model.predictor.predict_proba, model, settings)
     await batcher.start()
     picture_batcher = None
     if model.expert is not None:
         # Real pictures: the same preprocessing and model, plus the picture expert's opinion
         # (inference/expert.py), in a batcher of their own so 28x28 images never pay for it.
-        picture_batcher = MicroBatcher(
-            with_opinion(model.predictor, model.expert),
-            prepare_fn=upload_preprocessor(settings, model.predictor.spec),
-            item_shape=(1, *model.predictor.spec.item_shape),
-            max_batch_size=settings.max_batch_size,
-            max_wait_ms=settings.max_wait_ms,
-            queue_size=settings.queue_size,
-            concurrency=settings.batch_concurrency,
-            timeout_s=settings.inference_timeout_s,
-        )
+        picture_batcher = _batcher(with_opinion(model.predictor, model.expert), model, settings)
         await picture_batcher.start()
     undo_drain = nothing_to_undo
     try:

@@ -93,6 +93,14 @@ def _erode(x: torch.Tensor, k: int) -> torch.Tensor:
     return -F.max_pool2d(-x, k, stride=1, padding=k // 2) if k > 1 else x
 
 
+def _pick(n: int, probability: float, gen: torch.Generator | None) -> torch.Tensor | None:
+    """Which of ``n`` samples to redraw (each with ``probability``); None: none of them."""
+    if probability <= 0:
+        return None
+    pick = torch.rand(n, generator=gen) < probability
+    return pick if pick.any() else None
+
+
 def random_style(x: torch.Tensor, probability: float, gen: torch.Generator | None) -> torch.Tensor:
     """Fashion-MNIST photos redrawn the way shop pictures are drawn (bright item on dark).
 
@@ -110,12 +118,10 @@ def random_style(x: torch.Tensor, probability: float, gen: torch.Generator | Non
 
     Then the item's peak is stretched back to 1, as ``canonicalize`` does for uploads.
     """
-    if probability <= 0:
+    pick = _pick(x.shape[0], probability, gen)
+    if pick is None:
         return x
     n = x.shape[0]
-    pick = torch.rand(n, generator=gen) < probability
-    if not pick.any():
-        return x
     style = torch.randint(0, 5, (n,), generator=gen)
     level = 0.55 + 0.45 * torch.rand(n, generator=gen)
     width = torch.randint(1, 4, (n,), generator=gen)
@@ -167,12 +173,10 @@ def random_icon(x: torch.Tensor, probability: float, gen: torch.Generator | None
     squeezed by up to 23% on one axis, its contour bright, its inside grey
     (0.45-0.65, around the fill's 0.55) and, for half of them, its strong inner edges bright.
     """
-    if probability <= 0:
+    pick = _pick(x.shape[0], probability, gen)
+    if pick is None:
         return x
     n = x.shape[0]
-    pick = torch.rand(n, generator=gen) < probability
-    if not pick.any():
-        return x
     dev, dtype = x.device, x.dtype
     size = x.shape[-1]
     # No closing here (unlike random_style): the gap between a sleeve and the body is what
