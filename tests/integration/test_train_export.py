@@ -116,3 +116,32 @@ def test_the_robust_recipe_fine_tunes_the_release_with_its_batch_norms(tmp_path,
     assert ckpt["transfer"]["reinflated_batch_norms"] == 21
     assert ckpt["model"]["params"]["batch_norm"] is True
     assert result.best_val_accuracy > 0.85
+
+
+def test_a_picture_expert_is_exported_beside_the_release_and_loaded_with_it(tiny_run, tmp_path):
+    """`product-classifier picture-expert`'s path, on a copy of the released files: the INT8
+    file is written with its sha256 and version (one "+int8") in the card, and loading the
+    release then loads and verifies it; a checkpoint split another way is refused."""
+    import shutil
+    from pathlib import Path
+
+    from product_classifier.export.picture_expert import PictureExpertError, build_picture_expert
+    from product_classifier.inference.model_card import load_verified_model
+    from product_classifier.provenance import sha256_file
+
+    _cfg, _run_dir, result = tiny_run
+    for name in ("model.int8.onnx", "model_card.json"):
+        shutil.copy(Path("artifacts") / name, tmp_path / name)
+    entry = build_picture_expert(result.best_checkpoint, model=tmp_path / "model.int8.onnx")
+    expert = tmp_path / entry["file"]
+    assert entry["sha256"] == sha256_file(expert)
+    assert entry["model_version"].endswith("+int8") and "+int8+int8" not in entry["model_version"]
+    assert 0.5 < entry["validation_accuracy"] <= 1.0
+    loaded = load_verified_model(tmp_path / "model.int8.onnx")
+    assert loaded.expert is not None and loaded.expert.model_version == entry["model_version"]
+
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    card["config"]["data"]["split_seed"] += 1
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(PictureExpertError, match="validation split"):
+        build_picture_expert(result.best_checkpoint, model=tmp_path / "model.int8.onnx")

@@ -149,7 +149,8 @@ def build_cascade(
         )
 
     out = second.with_name(FIRST_STAGE_FILE)
-    version = f"{ckpt['config']['name']}-{ckpt['saved_at'][:10]}+int8"
+    # quantize_model appends "+int8" to the exported file's version (once, not twice).
+    version = f"{ckpt['config']['name']}-{ckpt['saved_at'][:10]}"
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, Path(tmp) / "first.onnx", model_version=version)
         candidate = out.with_name(out.name + ".candidate")
@@ -185,7 +186,7 @@ def build_cascade(
             "file": out.name,
             "sha256": sha256_file(out) if write else None,
             "size_bytes": out.stat().st_size if write else None,
-            "model_version": version,
+            "model_version": quantized.model_version,
             "architecture": ckpt["model"],
             "parameters": ckpt["parameters"],
             "teacher": ckpt.get("teacher"),

@@ -59,7 +59,8 @@ def build_picture_expert(
             f"its {problem}: its accuracy would be measured on images it trained on"
         )
     out = model.with_name(EXPERT_FILE)
-    version = f"{ckpt['config']['name']}-{ckpt['saved_at'][:10]}+int8"
+    # quantize_model appends "+int8" to the exported file's version (once, not twice).
+    version = f"{ckpt['config']['name']}-{ckpt['saved_at'][:10]}"
     candidate = out.with_name(out.name + ".candidate")
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(network, Path(tmp) / "expert.onnx", model_version=version)
@@ -79,7 +80,7 @@ def build_picture_expert(
         "file": out.name,
         "sha256": sha256_file(out) if write else None,
         "size_bytes": out.stat().st_size if write else None,
-        "model_version": version,
+        "model_version": quantized.model_version,
         "role": "second opinion on real pictures: its top probability below the pictures' "
         "review policy's second_opinion flags the picture out of scope; it answers nothing",
         "architecture": ckpt["model"],
