@@ -36,10 +36,12 @@ def check_model(settings: ServeSettings) -> None:
     """
     from product_classifier.inference.errors import ModelLoadError
     from product_classifier.inference.model_card import (
+        FIRST_STAGE,
+        PICTURE_EXPERT,
         cascade_spec,
+        check_beside,
         check_model_files,
         picture_expert_spec,
-        verify_sha256,
     )
     from product_classifier.inference.onnx_file import onnx_framing_problem
 
@@ -48,21 +50,17 @@ def check_model(settings: ServeSettings) -> None:
     card, card_file, _ = check_model_files(model_path, settings.card_path, verify=verify)
     files = [model_path]
     spec = cascade_spec(model_path, card) if settings.model_variant == "cascade" else None
-    if spec is not None:  # as load_verified_model() will check it
-        first = model_path.with_name(str(spec["first"]["file"]))
-        if verify:
-            verify_sha256(first, spec["first"], card_file)
-        elif not first.is_file():
-            raise ModelLoadError(f"cascade first-stage model not found: {first}")
-        files.append(first)
+    # As load_verified_model() will check them: the cascade's first stage, and the pictures'
+    # second opinion (loaded for any variant).
+    if spec is not None:
+        files.append(
+            check_beside(model_path, spec["first"], card_file, verify=verify, what=FIRST_STAGE)[0]
+        )
     expert_spec = picture_expert_spec(card)
-    if expert_spec is not None:  # the pictures' second opinion, loaded for any variant
-        expert = model_path.with_name(str(expert_spec["file"]))
-        if verify:
-            verify_sha256(expert, expert_spec, card_file)
-        elif not expert.is_file():
-            raise ModelLoadError(f"picture expert model not found: {expert}")
-        files.append(expert)
+    if expert_spec is not None:
+        files.append(
+            check_beside(model_path, expert_spec, card_file, verify=verify, what=PICTURE_EXPERT)[0]
+        )
     for path in files:
         problem = onnx_framing_problem(path)
         if problem is not None:

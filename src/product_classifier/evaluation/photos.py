@@ -248,13 +248,9 @@ def raw_image_probabilities(
     serving cascade its card describes, loaded the way the service loads it."""
     if not cascade:
         from product_classifier.evaluation.evaluate import onnx_logits
+        from product_classifier.inference.predictor import softmax
 
-        def softmax(images: np.ndarray) -> np.ndarray:
-            logits = onnx_logits(model_path, images)
-            z = np.exp(logits - logits.max(axis=1, keepdims=True))
-            return z / z.sum(axis=1, keepdims=True)
-
-        return softmax
+        return lambda images: softmax(onnx_logits(model_path, images))
     from product_classifier.inference.model_card import load_verified_model
     from product_classifier.preprocessing import to_model_input
 

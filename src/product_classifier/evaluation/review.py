@@ -409,8 +409,9 @@ def choose_second_opinion(
         j = float(extra[oos_passed].mean() if oos_passed.any() else 0.0) - float(
             extra[right_passed].mean() if right_passed.any() else 0.0
         )
-        with_opinion = review_metrics(replace(policy, second_opinion=t), dev)
-        render_rate = review_metrics(replace(policy, second_opinion=t), renders)["review_rate"]
+        asked = replace(policy, second_opinion=t)
+        with_opinion = review_metrics(asked, dev)
+        render_rate = review_metrics(asked, renders)["review_rate"]
         rise = render_rate - render_base["review_rate"]
         rows.append(
             {

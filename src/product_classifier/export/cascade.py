@@ -132,9 +132,9 @@ def build_cascade(
     from product_classifier.data.fashion_mnist import load_fashion_mnist
     from product_classifier.data.split import fashion_mnist_split
     from product_classifier.export.onnx_export import export_onnx
-    from product_classifier.export.quantize import quantize_model
+    from product_classifier.export.quantize import publish, quantize_model
     from product_classifier.inference.model_card import load_model_card
-    from product_classifier.provenance import sha256_file, utc_now
+    from product_classifier.provenance import utc_now
     from product_classifier.training.trainer import model_from_checkpoint
 
     card_path = card_path or second.with_name("model_card.json")
@@ -173,19 +173,14 @@ def build_cascade(
         candidate.unlink(missing_ok=True)
         raise CascadeError("the cascade fails the release gate: " + "; ".join(problems))
 
-    if write:
-        candidate.replace(out)
-    else:
-        candidate.unlink()
+    published = publish(candidate, out, write)
     entry: dict[str, Any] = {
         "second": second.name,
         "threshold": choice.threshold,
         "rule": "smallest grid threshold whose validation accuracy and lowest per-class "
         "precision and recall are at least the second stage's",
         "first": {
-            "file": out.name,
-            "sha256": sha256_file(out) if write else None,
-            "size_bytes": out.stat().st_size if write else None,
+            **published,
             "model_version": quantized.model_version,
             "architecture": ckpt["model"],
             "parameters": ckpt["parameters"],

@@ -30,19 +30,18 @@ def build_picture_expert(
     write: bool = True,
 ) -> dict[str, Any]:
     """Export + quantise ``checkpoint`` next to ``model``, score it on validation, record it."""
-    import numpy as np
-
     from product_classifier.data.split import fashion_mnist_split
     from product_classifier.evaluation.evaluate import onnx_logits
     from product_classifier.export.cascade import split_mismatch
     from product_classifier.export.onnx_export import export_onnx
     from product_classifier.export.quantize import (
         QuantizationSettings,
+        publish,
         quantize_model,
         record_section,
     )
     from product_classifier.inference.model_card import default_card_path, load_model_card
-    from product_classifier.provenance import sha256_file, utc_now
+    from product_classifier.provenance import utc_now
     from product_classifier.training.trainer import model_from_checkpoint
 
     card_path = default_card_path(model)
@@ -72,19 +71,13 @@ def build_picture_expert(
     accuracy = float(
         (onnx_logits(candidate, val.val_images).argmax(axis=1) == val.val_labels).mean()
     )
-    if write:
-        candidate.replace(out)
-    else:
-        candidate.unlink()
     entry: dict[str, Any] = {
-        "file": out.name,
-        "sha256": sha256_file(out) if write else None,
-        "size_bytes": out.stat().st_size if write else None,
+        **publish(candidate, out, write),
         "model_version": quantized.model_version,
         "role": "second opinion on real pictures: its top probability below the pictures' "
         "review policy's second_opinion flags the picture out of scope; it answers nothing",
         "architecture": ckpt["model"],
-        "parameters": int(sum(int(np.prod(p.shape)) for p in network.parameters())),
+        "parameters": ckpt["parameters"],
         "config": ckpt["config"]["name"],
         "checkpoint": str(checkpoint),
         "quantization": quantized.description(),

@@ -395,6 +395,18 @@ def record_variant(card_path: str | Path, name: str, entry: dict[str, Any]) -> N
     _write_card(path, card)
 
 
+def publish(candidate: Path, out: Path, write: bool) -> dict[str, Any]:
+    """A checked candidate file moved into place as ``out`` (``write``), or dropped (a dry
+    run); returns its card fields: file name, sha256 and size (None in a dry run)."""
+    from product_classifier.provenance import sha256_file
+
+    if not write:
+        candidate.unlink()
+        return {"file": out.name, "sha256": None, "size_bytes": None}
+    candidate.replace(out)
+    return {"file": out.name, "sha256": sha256_file(out), "size_bytes": out.stat().st_size}
+
+
 def record_section(card_path: str | Path, key: str, entry: dict[str, Any]) -> None:
     """Set ``card[key]`` (e.g. the serving ``cascade``); the rest of the card is kept."""
     path = Path(card_path)

@@ -21,6 +21,7 @@ from product_classifier.evaluation.review import (
     choose_policy,
     review_metrics,
 )
+from product_classifier.inference.expert import opinion_of
 from product_classifier.inference.review import ReviewPolicy
 
 OUT_OF_SCOPE_FOLDER = "out-of-scope"
@@ -68,7 +69,7 @@ def labelled_folder(predictor: Any, folder: Path, expert: Any = None) -> Labelle
     probs = predictor.predict_proba(images)
     groups = design_groups(folder, [picture.path for picture in data.pictures])
     # The picture expert's top probability: the pictures' second opinion (inference/expert.py).
-    opinion = None if expert is None else expert.predict_proba(images).max(axis=1)
+    opinion = None if expert is None else opinion_of(expert, images)
     return LabelledProbs(probs, np.array(labels), groups, opinion)
 
 
@@ -165,7 +166,7 @@ def validation_renders(
         raise ReviewChoiceError(f"{len(photos) - len(ok)} validation renders did not decode")
     inputs = to_model_input(np.stack(images))
     probs = predictor.predict_proba(inputs)
-    opinion = None if expert is None else expert.predict_proba(inputs).max(axis=1)
+    opinion = None if expert is None else opinion_of(expert, inputs)
     return LabelledProbs(probs, np.array([photo.label for photo in photos]), opinion=opinion)
 
 

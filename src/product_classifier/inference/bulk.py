@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from product_classifier.inference.expert import opinion_of
 from product_classifier.inference.review import review_policy
 from product_classifier.preprocessing import (
     IMAGE_EXTENSIONS,
@@ -302,8 +303,7 @@ class LocalBackend:
             opinions = np.ones(len(good), dtype=np.float32)
             if self.expert is not None and any(pictures):
                 rows_of_pictures = np.flatnonzero(pictures)
-                expert = self.expert.predict_proba(inputs[rows_of_pictures])
-                opinions[rows_of_pictures] = expert.max(axis=1)
+                opinions[rows_of_pictures] = opinion_of(self.expert, inputs[rows_of_pictures])
             for i, raw, picture, opinion in zip(good, probs, pictures, opinions, strict=True):
                 # The service's policy for this upload: real pictures have their own.
                 review = self.review.for_upload(picture)

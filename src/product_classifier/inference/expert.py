@@ -16,13 +16,18 @@ from typing import Any
 import numpy as np
 
 
+def opinion_of(expert: Any, batch: np.ndarray) -> np.ndarray:
+    """The expert's opinion on each row of a model-input batch: its top probability, [N]."""
+    return np.asarray(expert.predict_proba(batch)).max(axis=1)
+
+
 def with_opinion(predictor: Any, expert: Any) -> Callable[[np.ndarray], np.ndarray]:
     """A batch function: [N, ...] -> [N, C + 1] (probabilities, then the expert's top one)."""
 
     def predict(batch: np.ndarray) -> np.ndarray:
         probs = predictor.predict_proba(batch)
-        opinion = expert.predict_proba(batch).max(axis=1, keepdims=True)
-        return np.concatenate([probs, opinion.astype(probs.dtype, copy=False)], axis=1)
+        opinion = opinion_of(expert, batch).astype(probs.dtype, copy=False)
+        return np.concatenate([probs, opinion[:, None]], axis=1)
 
     return predict
 

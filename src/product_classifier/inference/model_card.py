@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # the predictors import onnxruntime and numpy; keep this one 
 logger = logging.getLogger(__name__)
 
 MODEL_CARD_NAME = "model_card.json"
+# What the files beside the model are called in errors (check_beside).
+FIRST_STAGE = "cascade first-stage model"
+PICTURE_EXPERT = "picture expert model"
 
 
 def default_card_path(model_path: str | Path) -> Path:
@@ -99,6 +102,20 @@ def picture_expert_spec(card: dict[str, Any]) -> dict[str, Any] | None:
     return spec
 
 
+def check_beside(
+    model_path: str | Path, entry: dict[str, Any], card_file: Path, *, verify: bool, what: str
+) -> tuple[Path, str | None]:
+    """A file the card names beside the model (the cascade's first stage, the picture
+    expert), checked as the model is: its sha256 against ``entry``'s when ``verify``, else only
+    that it exists. Returns (its path, its sha256 or None when unverified)."""
+    path = Path(model_path).with_name(str(entry["file"]))
+    if verify:
+        return path, verify_sha256(path, entry, card_file)
+    if not path.is_file():
+        raise ModelLoadError(f"{what} not found: {path}")
+    return path, None
+
+
 @dataclass(frozen=True)
 class VerifiedModel:
     """A loaded predictor plus the card it was checked against."""
@@ -169,11 +186,9 @@ def load_verified_model(
     predictor: OnnxPredictor | CascadePredictor = loaded
     spec = cascade_spec(model_path, card) if cascade else None
     if spec is not None:
-        first_path = model_path.with_name(str(spec["first"]["file"]))
-        if verify:
-            first_sha = verify_sha256(first_path, spec["first"], card_file)
-        elif not first_path.is_file():
-            raise ModelLoadError(f"cascade first-stage model not found: {first_path}")
+        first_path, first_sha = check_beside(
+            model_path, spec["first"], card_file, verify=verify, what=FIRST_STAGE
+        )
         first = OnnxPredictor(first_path, options)
         threshold = cascade_threshold or float(spec["threshold"])
         # Unverified, the hashes are still what is served (~2 ms for both files).
@@ -182,11 +197,9 @@ def load_verified_model(
     expert = None
     expert_spec = picture_expert_spec(card) if picture_expert else None
     if expert_spec is not None:
-        expert_path = model_path.with_name(str(expert_spec["file"]))
-        if verify:
-            verify_sha256(expert_path, expert_spec, card_file)
-        elif not expert_path.is_file():
-            raise ModelLoadError(f"picture expert model not found: {expert_path}")
+        expert_path, _ = check_beside(
+            model_path, expert_spec, card_file, verify=verify, what=PICTURE_EXPERT
+        )
         expert = OnnxPredictor(expert_path, options)
     return VerifiedModel(
         predictor=predictor,

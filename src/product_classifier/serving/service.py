@@ -88,7 +88,6 @@ class ModelService:
         # Real pictures go to their own batcher when the card has a picture expert: its batch
         # calls add the expert's opinion (inference/expert.py), which 28x28 images don't need.
         self.picture_batcher = picture_batcher
-        self.batchers = (batcher,) if picture_batcher is None else (batcher, picture_batcher)
         self.settings = settings
         self._class_names = model.predictor.class_names
         self._class_ids = range(len(self._class_names))
@@ -115,6 +114,11 @@ class ModelService:
             )
         if not data:
             raise ApiError(400, "empty_file", "the uploaded file is empty")
+
+    @property
+    def batchers(self) -> tuple[MicroBatcher, ...]:
+        """Every micro-batcher this service feeds (the pictures' too, when there is one)."""
+        return tuple(b for b in (self.batcher, self.picture_batcher) if b is not None)
 
     # -- inference ------------------------------------------------------------------------------
 
