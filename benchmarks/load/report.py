@@ -197,26 +197,34 @@ CHECKS = (
 )
 
 
+_STATUS = {True: "**met**", False: "not met", None: "–"}
+
+
 def targets_table(results: Results) -> str:
-    tuned = results["tuned"]
+    tuned, floor = results["tuned"], results.get("http_only")
     best_peer = {c.name: _best_peer(results, c) for c in CHECKS}
     rows = []
     for check in CHECKS:
         value = check.get(tuned)
         op = "≥" if check.higher_is_better else "≤"
         peer = best_peer[check.name]
+        # The same service on a model that costs nothing: if even that misses a target, no
+        # model can meet it on this machine without a cheaper HTTP layer.
+        floor_value = check.get(floor) if floor else None
         rows.append(
             [
                 check.name,
                 f"{op} {check.limit:,g} {check.unit}".strip(),
                 fmt(value),
-                {True: "**met**", False: "not met", None: "–"}[check.met(value)],
+                _STATUS[check.met(value)],
+                f"{fmt(floor_value)} ({_STATUS[check.met(floor_value)]})"
+                if floor_value is not None
+                else "–",
                 f"{fmt(check.get(peer))} ({peer['peer']})" if peer else "–",
             ]
         )
-    return markdown_table(
-        ["target", "limit", "this project", "status", "best peer"], rows, align="lr"
-    )
+    header = ["target", "limit", "this project", "status", "trivial model", "best peer"]
+    return markdown_table(header, rows, align="lr")
 
 
 def _best_peer(results: Results, check: Check) -> Results | None:
@@ -578,7 +586,10 @@ def render_markdown(results: Results, soak_png: str | None, evidence: str | None
     out += [
         "## Targets",
         "",
-        "The service with its default model; `best peer` is the peer closest to the target.",
+        "The service with its default model; `trivial model` is the same service, same run, "
+        "on a one-Gemm model that costs nothing (a target it misses too is out of reach for "
+        "any model on this machine until the HTTP layer itself costs less); `best peer` is "
+        "the peer closest to the target.",
         "",
         targets_table(results),
         "",

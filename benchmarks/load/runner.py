@@ -463,7 +463,10 @@ class Runner:
         return [*PEER_PLAN, [batch]]
 
     def http_only_plan(self) -> Plan:
-        return ["warmup", "hey_png", "rate_png"]
+        """The trivial model gets every scenario a target reads (the peers' plan and the batch
+        endpoint): what the service costs with a model that costs nothing, the floor of each
+        target on this machine, measured in the same run."""
+        return self.extra_plan()
 
     def tuned_target(
         self, settings: TunedSettings, model: Path, label: str, variant: str | None = None
