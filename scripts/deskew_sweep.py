@@ -26,9 +26,7 @@ No test picture or test image is read.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import dataclasses
 import itertools
 import json
 import time
@@ -42,7 +40,6 @@ from PIL import Image
 from product_classifier import preprocessing as pp
 from product_classifier.constants import IMAGE_SIZE
 
-ROOT = Path(__file__).resolve().parents[1]
 MIN_TILTS = (20.0, 25.0)
 MAX_TILTS = (50.0,)
 MIN_ELONGATIONS = (1.8, 2.2)
@@ -124,50 +121,21 @@ def fashion_mnist_tilts(model: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    from product_classifier.evaluation.photos import (
-        build_photo_set,
-        photo_subset,
-        raw_image_classifier,
-        split_images,
-    )
-    from product_classifier.export.review import labelled_folder, labelled_metrics
-    from product_classifier.inference.model_card import load_verified_model
-    from product_classifier.inference.review import review_policy
+    from picture_sweep import best_within, load, parse_args, write_evidence
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "artifacts/model.int8.onnx")
-    parser.add_argument("--dev", type=Path, default=ROOT / "data/real-pictures/dev")
-    parser.add_argument("--n", type=int, default=1500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs/evidence/deskew-sweep.json")
-    args = parser.parse_args()
+    args = parse_args(__doc__, "docs/evidence/deskew-sweep.json")
     started = time.monotonic()
-
-    model = load_verified_model(args.model, cascade=True)
-    policy = dataclasses.replace(review_policy(model.card), pictures=None)
-    classify = raw_image_classifier(args.model, cascade=True)
-    images, labels = split_images("val", args.model)
-    subset = photo_subset(labels, args.n, args.seed)
-    photos = build_photo_set(images[subset], labels[subset], n=args.n, seed=args.seed, split="val")
-    grays = [pp.to_grayscale(pp.decode_image(p.data)) for p in photos]
-    truth = np.array([p.label for p in photos])
+    data = load(args)
     tilts = fashion_mnist_tilts(args.model)
     print(f"Fashion-MNIST tilts (elongated items): {json.dumps(tilts)}", flush=True)
 
     def score(setting: Setting | None) -> dict[str, Any]:
+        names = ("min_tilt", "max_tilt", "min_elongation")
         with deskew_setting(setting):
-            dev = labelled_metrics(
-                labelled_folder(model.predictor, args.dev), policy, model.predictor.class_names
-            )
-            canon = np.stack([pp.canonicalize(gray) for gray in grays])
-        row = {
-            "setting": None
-            if setting is None
-            else dict(zip(("min_tilt", "max_tilt", "min_elongation"), setting, strict=True)),
-            "dev_balanced_accuracy": dev["balanced_accuracy"],
-            "dev_per_class": dev["per_class"],
-            "validation_render_accuracy": float((classify(canon) == truth).mean()),
-        }
+            row = {
+                "setting": None if setting is None else dict(zip(names, setting, strict=True)),
+                **data.score(),
+            }
         print(
             f"{setting}: dev balanced {row['dev_balanced_accuracy']:.4f}, "
             f"renders {row['validation_render_accuracy']:.4f}",
@@ -177,9 +145,7 @@ def main() -> None:
 
     off = score(None)
     rows = [score(s) for s in itertools.product(MIN_TILTS, MAX_TILTS, MIN_ELONGATIONS)]
-    floor = off["validation_render_accuracy"] - MAX_RENDER_DROP_PP / 100
-    eligible = [r for r in rows if r["validation_render_accuracy"] >= floor]
-    best = max(eligible, key=lambda r: r["dev_balanced_accuracy"]) if eligible else None
+    best = best_within(off, rows, MAX_RENDER_DROP_PP)
     gain_pp = (
         None
         if best is None
@@ -188,8 +154,6 @@ def main() -> None:
     result = {
         "command": "scripts/deskew_sweep.py",
         "model": f"{args.model.name} (the served cascade, its own answers)",
-        "chosen_on": f"the real-picture dev part ({args.dev.name}) and {args.n} Fashion-MNIST "
-        f"validation images rendered as shop photos (seed {args.seed}); no test data",
         "rule": f"best dev balanced accuracy among settings whose validation-render accuracy is "
         f"within {MAX_RENDER_DROP_PP} pp of no deskew; adopted if it gains >= {MIN_GAIN_PP} pp",
         "fashion_mnist_tilts": tilts,
@@ -200,8 +164,7 @@ def main() -> None:
         "adopted": gain_pp is not None and gain_pp >= MIN_GAIN_PP,
         "seconds": round(time.monotonic() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_evidence(args, result)
     print(f"best {result['best']} gain {gain_pp} pp, adopted {result['adopted']}; wrote {args.out}")
 
 

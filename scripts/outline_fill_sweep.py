@@ -19,21 +19,14 @@ within 0.2 pp of the fill switched off. No test picture or test image is read.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import dataclasses
 import itertools
-import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from product_classifier import preprocessing as pp
 
-ROOT = Path(__file__).resolve().parents[1]
 LEVELS = (0.2, 0.3, 0.4)
 FILLS = (0.45, 0.55, 0.65)
 MAX_RENDER_DROP_PP = 0.2
@@ -54,50 +47,19 @@ def fill_setting(setting: tuple[float, float] | None) -> Iterator[None]:
 
 
 def main() -> None:
-    from product_classifier.evaluation.photos import (
-        build_photo_set,
-        photo_subset,
-        raw_image_classifier,
-        split_images,
-    )
-    from product_classifier.export.review import labelled_folder, labelled_metrics
-    from product_classifier.inference.model_card import load_verified_model
-    from product_classifier.inference.review import review_policy
+    from picture_sweep import best_within, load, parse_args, write_evidence
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "artifacts/model.int8.onnx")
-    parser.add_argument("--dev", type=Path, default=ROOT / "data/real-pictures/dev")
-    parser.add_argument("--n", type=int, default=1500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs/evidence/outline-fill.json")
-    args = parser.parse_args()
+    args = parse_args(__doc__, "docs/evidence/outline-fill.json")
     started = time.monotonic()
-
-    model = load_verified_model(args.model, cascade=True)
-    # The model's own answers: the pictures' review policy (its per-category bias) is fitted
-    # after this choice, on its result, so it must not take part in it.
-    policy = dataclasses.replace(review_policy(model.card), pictures=None)
-    classify = raw_image_classifier(args.model, cascade=True)
-    images, labels = split_images("val", args.model)
-    subset = photo_subset(labels, args.n, args.seed)
-    photos = build_photo_set(images[subset], labels[subset], n=args.n, seed=args.seed, split="val")
-    grays = [pp.to_grayscale(pp.decode_image(p.data)) for p in photos]
-    truth = np.array([p.label for p in photos])
+    data = load(args)
 
     def score(setting: tuple[float, float] | None) -> dict[str, Any]:
         with fill_setting(setting):
-            dev = labelled_metrics(
-                labelled_folder(model.predictor, args.dev), policy, model.predictor.class_names
-            )
-            canon = np.stack([pp.canonicalize(gray) for gray in grays])
-        row = {
-            "level": None if setting is None else setting[0],
-            "fill": None if setting is None else setting[1],
-            "dev_balanced_accuracy": dev["balanced_accuracy"],
-            "dev_per_class": dev["per_class"],
-            "dev_out_of_scope_auroc": dev["out_of_scope_auroc"],
-            "validation_render_accuracy": float((classify(canon) == truth).mean()),
-        }
+            row = {
+                "level": None if setting is None else setting[0],
+                "fill": None if setting is None else setting[1],
+                **data.score(),
+            }
         print(
             f"{setting}: dev balanced {row['dev_balanced_accuracy']:.4f}, "
             f"AUROC {row['dev_out_of_scope_auroc']:.3f}, "
@@ -108,14 +70,10 @@ def main() -> None:
 
     off = score(None)
     rows = [score(setting) for setting in itertools.product(LEVELS, FILLS)]
-    floor = off["validation_render_accuracy"] - MAX_RENDER_DROP_PP / 100
-    eligible = [r for r in rows if r["validation_render_accuracy"] >= floor]
-    best = max(eligible, key=lambda r: r["dev_balanced_accuracy"]) if eligible else None
+    best = best_within(off, rows, MAX_RENDER_DROP_PP)
     result = {
         "command": "scripts/outline_fill_sweep.py",
         "model": f"{args.model.name} (the served cascade)",
-        "chosen_on": f"the real-picture dev part ({args.dev.name}) and {args.n} Fashion-MNIST "
-        f"validation images rendered as shop photos (seed {args.seed}); no test data",
         "rule": "best dev balanced accuracy among settings whose validation-render accuracy is "
         f"within {MAX_RENDER_DROP_PP} pp of the fill switched off",
         "off": off,
@@ -124,8 +82,7 @@ def main() -> None:
         "current": {"level": pp._HOLE_LEVEL, "fill": pp._HOLE_FILL},
         "seconds": round(time.monotonic() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_evidence(args, result)
     print(f"chosen {result['chosen']} (current {result['current']}); wrote {args.out}")
 
 

@@ -46,16 +46,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     from product_classifier.serving.observability_multiprocess import prepare_multiprocess_dir
+    from product_classifier.serving.workers import own_sockets_possible, run_workers
 
     # Metrics add up across workers only if their directory exists before the workers start.
     prepare_multiprocess_dir(args.workers, enabled=not args.no_metrics)
-    uvicorn.run(
-        APP_FACTORY,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        **uvicorn_options(args.log_level, args.log_format, access_log=args.access_log),
+    options = uvicorn_options(args.log_level, args.log_format, access_log=args.access_log)
+    config = uvicorn.Config(
+        APP_FACTORY, host=args.host, port=args.port, workers=args.workers, **options
     )
+    if own_sockets_possible(config):
+        # One listening socket per worker, so that a few connections spread over the cores
+        # (serving/workers.py); uvicorn's supervisor otherwise.
+        run_workers(config)
+    else:
+        uvicorn.run(APP_FACTORY, host=args.host, port=args.port, workers=args.workers, **options)
 
 
 def uvicorn_options(log_level: str, log_format: str, *, access_log: bool) -> dict[str, Any]:
