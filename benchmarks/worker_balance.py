@@ -48,7 +48,8 @@ def one_run(src: Path, label: str, seconds: float, workdir: Path) -> dict[str, A
     cmd = [sys.executable, "-m", "product_classifier.cli.main", "serve"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--model", str(MODEL), "--workers", "2"]
     env = {"PYTHONPATH": str(src)}
-    server = launch(label, cmd, port=port, log_path=workdir / f"{label}.log", env=env, cwd=workdir)
+    name = label.replace(" ", "-")
+    server = launch(name, cmd, port=port, log_path=workdir / f"{name}.log", env=env, cwd=workdir)
     try:
         server.wait_ready()
         _both_workers_up(server)
@@ -101,29 +102,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
             for label, src in servers:
-                run = one_run(src, label.replace(" ", "-"), args.seconds, Path(tmp))
-                run["server"] = label
+                run = one_run(src, label, args.seconds, Path(tmp))
                 runs.append(run)
                 print(
                     f"{label:14s} {run['images_per_s']:7.0f} img/s, CPU % by process "
                     f"{run['cpu_percent_by_process']}",
                     flush=True,
                 )
-    summary = {
-        label: {
-            "median_images_per_s": statistics.median(
-                r["images_per_s"] for r in runs if r["server"] == label
-            ),
+    summary = {}
+    for label, _ in servers:
+        mine = [r for r in runs if r["server"] == label]
+        summary[label] = {
+            "median_images_per_s": statistics.median(r["images_per_s"] for r in mine),
             # A worker under 10% CPU while the others work: it got none of the connections.
-            "runs_with_an_idle_worker": sum(
-                1
-                for r in runs
-                if r["server"] == label and sorted(r["cpu_percent_by_process"])[-2] < 10
-            ),
-            "runs": sum(1 for r in runs if r["server"] == label),
+            "runs_with_an_idle_worker": sum(1 for r in mine if r["cpu_percent_by_process"][1] < 10),
+            "runs": len(mine),
         }
-        for label, _ in servers
-    }
     print(json.dumps(summary, indent=1))
     if args.out:
         result = {

@@ -67,15 +67,11 @@ def deskewed(gray: np.ndarray, setting: Setting) -> np.ndarray:
     min_tilt, max_tilt, min_elongation = setting
     if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
         return gray
-    background = pp._border_background(gray)
-    if background > 127:  # the same orientation canonicalize works in: bright item on dark
-        gray, background = 255 - gray, 255 - background
-    level = round(background)
-    excess = int(gray.max()) - level
-    config = pp.PreprocessConfig()
-    threshold = max(config.foreground_threshold, int(config.foreground_fraction * excess))
+    # The item as canonicalize finds it, bright on dark.
+    gray, level = pp.bright_on_dark(gray)
     step = max(1, max(gray.shape) // 200)  # the axis of a 200 px view is as good
-    tilt, elongation = main_axis((gray > min(255, level + threshold))[::step, ::step])
+    mask = pp.item_mask(gray, level, pp.PreprocessConfig())
+    tilt, elongation = main_axis(mask[::step, ::step])
     if not (min_tilt <= abs(tilt) <= max_tilt and elongation >= min_elongation):
         return gray
     # PIL turns counter-clockwise on screen: a clockwise tilt (> 0) is undone by +tilt.

@@ -520,6 +520,25 @@ def _bits(flags: np.ndarray) -> int:
     return int.from_bytes(np.packbits(flags.ravel(), bitorder="little").tobytes(), "little")
 
 
+def bright_on_dark(gray: np.ndarray) -> tuple[np.ndarray, int]:
+    """HxW grayscale -> (uint8 image with a bright item on a dark page, the page's level)."""
+    gray = np.asarray(gray, dtype=np.uint8)
+    background = _border_background(gray)
+    if background > 127:
+        # Dark item on a light page (a catalog photo): flip to Fashion-MNIST's orientation.
+        gray = 255 - gray
+        background = 255 - background
+    return gray, round(background)
+
+
+def item_mask(gray: np.ndarray, level: int, config: PreprocessConfig) -> np.ndarray:
+    """The item in a :func:`bright_on_dark` image: pixels clearly brighter than the page at
+    ``level`` (a grey page counts as black)."""
+    excess = int(gray.max()) - level
+    threshold = max(config.foreground_threshold, int(config.foreground_fraction * excess))
+    return gray > min(255, level + threshold)
+
+
 def canonicalize(gray: np.ndarray, config: PreprocessConfig | None = None) -> np.ndarray:
     """HxW uint8 grayscale -> 28x28 uint8, bright item on dark, centred, aspect kept.
 
@@ -533,20 +552,11 @@ def canonicalize(gray: np.ndarray, config: PreprocessConfig | None = None) -> np
     config = config or PreprocessConfig()
     if gray.ndim != 2 or gray.size == 0:
         raise ValueError(f"expected a non-empty 2-D grayscale image, got shape {gray.shape}")
-    gray = np.asarray(gray, dtype=np.uint8)
-    background = _border_background(gray)
-    if background > 127:
-        # Dark item on a light page (a catalog photo): flip to Fashion-MNIST's orientation.
-        gray = 255 - gray
-        background = 255 - background
+    gray, level = bright_on_dark(gray)
     if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
         return np.ascontiguousarray(gray, dtype=np.uint8)
 
-    # The item: pixels clearly brighter than the background (a grey page counts as black).
-    level = round(background)
-    excess = int(gray.max()) - level
-    threshold = max(config.foreground_threshold, int(config.foreground_fraction * excess))
-    mask = gray > min(255, level + threshold)
+    mask = item_mask(gray, level, config)
     found = bool(mask.any())
     if found:
         rows = np.flatnonzero(mask.any(axis=1))

@@ -51,15 +51,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Metrics add up across workers only if their directory exists before the workers start.
     prepare_multiprocess_dir(args.workers, enabled=not args.no_metrics)
     options = uvicorn_options(args.log_level, args.log_format, access_log=args.access_log)
-    config = uvicorn.Config(
-        APP_FACTORY, host=args.host, port=args.port, workers=args.workers, **options
-    )
-    if own_sockets_possible(config):
+    where = {"host": args.host, "port": args.port, "workers": args.workers}
+    if own_sockets_possible(args.workers, args.port):
         # One listening socket per worker, so that a few connections spread over the cores
-        # (serving/workers.py); uvicorn's supervisor otherwise.
-        run_workers(config)
+        # (serving/workers.py); uvicorn's own path otherwise.
+        run_workers(uvicorn.Config(APP_FACTORY, **where, **options))
     else:
-        uvicorn.run(APP_FACTORY, host=args.host, port=args.port, workers=args.workers, **options)
+        uvicorn.run(APP_FACTORY, **where, **options)
 
 
 def uvicorn_options(log_level: str, log_format: str, *, access_log: bool) -> dict[str, Any]:

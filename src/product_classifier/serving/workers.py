@@ -27,16 +27,14 @@ from uvicorn.supervisors import Multiprocess, multiprocess
 logger = logging.getLogger("uvicorn.error")
 
 
-def own_sockets_possible(config: Config) -> bool:
-    """Whether workers can listen on sockets of their own: Linux, a TCP port chosen in
-    advance (port 0 would give each worker a different one), no socket handed in."""
+def own_sockets_possible(workers: int, port: int) -> bool:
+    """Whether ``workers`` can listen on sockets of their own: Linux, more than one worker,
+    and a TCP port chosen in advance (port 0 would give each worker a different one)."""
     return (
         sys.platform.startswith("linux")
         and hasattr(socket, "SO_REUSEPORT")
-        and config.workers > 1
-        and bool(config.port)
-        and config.uds is None
-        and config.fd is None
+        and workers > 1
+        and port != 0
     )
 
 
