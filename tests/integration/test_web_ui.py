@@ -33,7 +33,7 @@ from product_classifier.inference.predictor import OnnxPredictor
 from product_classifier.preprocessing import to_model_input
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, FileChooser, Page
+    from playwright.sync_api import Browser, BrowserContext, FileChooser, Page
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -130,6 +130,19 @@ def drop_file(page: Page, path: Path) -> None:
     )
 
 
+def open_page(context: BrowserContext) -> Page:
+    """A page whose file pickers Playwright intercepts from the start.
+
+    Playwright otherwise turns interception on lazily, inside ``expect_file_chooser``, and that
+    command can reach Chromium after the key press (a known race). The page then opens a real
+    picker instead, and Chromium opens no other picker on that page while one is open.
+    """
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("filechooser", lambda chooser: None)
+    return page
+
+
 def open_picker_with_keyboard(page: Page) -> FileChooser:
     """Focus the drop zone and press Enter; the page must open its file picker.
 
@@ -171,12 +184,10 @@ def test_upload_through_the_page_matches_the_api(
 
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)  # type: ignore[arg-type]
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.base_url)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    page = open_page(context)
     console_errors: list[str] = []
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: console_errors.append(str(exc)))
-    page.on("filechooser", lambda chooser: None)  # intercept pickers from the start
     try:
         page.goto(live.base_url + "/")
         page.wait_for_selector("#service-status[data-state='ready']")
@@ -278,8 +289,7 @@ def test_upload_through_the_page_matches_the_api(
 def test_docs_page_works_offline(browser: Browser, live: LiveServer) -> None:
     """/docs renders Swagger UI with no request leaving 127.0.0.1."""
     context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    page = open_page(context)
     outside: list[str] = []
 
     def block_outside(route: Any) -> None:
@@ -311,8 +321,7 @@ def test_a_catalog_model_shows_its_own_categories_on_the_page(
     pictures = sorted((catalog_folder / "test").rglob("*.*"))[::23][:5]
     expected = api_results(catalog_server, pictures)
     context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    page = open_page(context)
     try:
         page.goto(catalog_server.base_url + "/")
         page.wait_for_selector("#categories[data-count]")
@@ -348,8 +357,7 @@ def test_the_page_sends_a_session_only_api_key(
     photo = tmp_path / "shirt.png"
     photo.write_bytes(png_bytes(np.full((28, 28), 90, np.uint8)))
     context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    page = open_page(context)
     page_errors: list[str] = []
     page.on("pageerror", lambda exc: page_errors.append(str(exc)))
     sent_keys: list[str | None] = []
