@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from product_classifier.cli.common import DataDirOption, WriteOption, require_files
+from product_classifier.cli.common import DataDirOption, WriteOption, exit_on, require_files
 
 
 def register(app: typer.Typer) -> None:
@@ -36,11 +36,8 @@ def cascade(
     require_files(checkpoint, second)
     from product_classifier.export.cascade import CascadeError, build_cascade
 
-    try:
+    with exit_on(CascadeError):
         entry = build_cascade(checkpoint, second=second, data_dir=data_dir, write=write)
-    except CascadeError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"{'threshold':>9} {'escalated':>9} {'accuracy':>9} {'min P':>7} {'min R':>7}")
     for row in entry["validation"]["grid"]:
         mark = " <" if row["threshold"] == entry["threshold"] else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -46,3 +48,17 @@ def require_files(*paths: Path) -> None:
         if not path.is_file():
             typer.secho(f"error: file not found: {path}", fg="red", err=True)
             raise typer.Exit(2)
+
+
+@contextmanager
+def exit_on(*errors: type[Exception], prefix: str = "error: ") -> Iterator[None]:
+    """End the command with exit code 1 and the message when one of ``errors`` is raised.
+
+    For the failures a user can fix (a wrong path, a choice the data cannot meet): the message
+    says why, and a traceback would only bury it. Anything else still raises.
+    """
+    try:
+        yield
+    except errors as exc:
+        typer.secho(f"{prefix}{exc}", fg="red", err=True)
+        raise typer.Exit(1) from None

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from product_classifier.cli.common import exit_on
+
 if TYPE_CHECKING:
     from product_classifier.evaluation.metrics import ClassificationMetrics
 
@@ -112,7 +114,7 @@ def _evaluate_photos(
         raise typer.Exit(2)
     from product_classifier.evaluation.photos import evaluate_photos
 
-    try:
+    with exit_on(RuntimeError, ValueError):  # the service failed a request; n > the split
         result = evaluate_photos(
             model,
             n=n,
@@ -123,9 +125,6 @@ def _evaluate_photos(
             save_dir=save_dir,
             split="test" if split == "test" else "val",
         )
-    except (RuntimeError, ValueError) as exc:  # the service failed a request; n > the split
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(1) from None
     where = f"through {url}" if url else "in-process (the service's preprocessing)"
     typer.echo(f"shop photos of the {split} split, {where}:")
     typer.echo(result.summary())

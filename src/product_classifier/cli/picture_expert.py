@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from product_classifier.cli.common import DataDirOption, WriteOption, require_files
+from product_classifier.cli.common import DataDirOption, WriteOption, exit_on, require_files
 
 
 def register(app: typer.Typer) -> None:
@@ -37,11 +37,8 @@ def picture_expert(
     require_files(checkpoint, model)
     from product_classifier.export.picture_expert import PictureExpertError, build_picture_expert
 
-    try:
+    with exit_on(PictureExpertError):
         entry = build_picture_expert(checkpoint, model=model, data_dir=data_dir, write=write)
-    except PictureExpertError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
     typer.echo(
         f"{entry['model_version']}: {entry['parameters']:,} parameters, validation accuracy "
         f"{entry['validation_accuracy']:.4f}"

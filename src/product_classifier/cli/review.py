@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from product_classifier.cli.common import DataDirOption, exit_on
+
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the given app."""
@@ -42,15 +44,13 @@ def review(
     write: Annotated[
         bool, typer.Option("--write/--dry-run", help="Write the card's review section.")
     ] = True,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Fashion-MNIST folder (default: search).")
-    ] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Choose the review policy (temperature, review and out-of-scope thresholds)."""
     from product_classifier.export.review import ReviewChoiceError, choose_review
     from product_classifier.inference.errors import ModelLoadError
 
-    try:
+    with exit_on(ReviewChoiceError, ModelLoadError):
         entry = choose_review(
             model,
             dev,
@@ -59,9 +59,6 @@ def review(
             max_clean_flag_rate=max_clean_flag_rate,
             write=write,
         )
-    except (ReviewChoiceError, ModelLoadError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
     typer.echo(
         f"temperature {entry['temperature']}, review below {entry['threshold']}, "
         f"out of scope below {entry['out_of_scope_threshold']}"

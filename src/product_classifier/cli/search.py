@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from product_classifier.cli.common import exit_on, load_config_or_exit
+
 if TYPE_CHECKING:
     from product_classifier.training.search import SearchConfig
 
@@ -76,7 +78,8 @@ def run(
     from product_classifier.training.search import run_stage
 
     for name in stages:
-        try:
+        # RuntimeError: e.g. inheriting from a stage that has no result yet.
+        with exit_on(RuntimeError):
             outcome = run_stage(
                 cfg,
                 name,
@@ -89,9 +92,6 @@ def run(
                 progress=sys.stderr.isatty() if progress is None else progress,
                 log=typer.echo,
             )
-        except RuntimeError as exc:  # e.g. inheriting from a stage that has no result yet
-            typer.secho(str(exc), fg="red", err=True)
-            raise typer.Exit(1) from exc
         typer.echo(
             f"{outcome.study_name}: {outcome.trials_run_now} new trials; "
             f"{outcome.complete} complete, {outcome.pruned} pruned, {outcome.failed} failed; "
@@ -128,11 +128,8 @@ def register_release(
     """Register the released model (ONNX + card) in the MLflow model registry."""
     from product_classifier.training.tracking import RELEASE_ALIAS, register_release
 
-    try:
+    with exit_on(OSError, ValueError):
         result = register_release(model, card, tracking_uri=tracking_uri, name=name)
-    except (OSError, ValueError) as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(1) from exc
     state = "already registered as" if result.already_registered else "registered as"
     typer.echo(
         f"{model} (sha256 {result.sha256[:12]}…) {state} {result.name} version "
@@ -147,7 +144,6 @@ def time_recipe(
     overrides: list[str] = typer.Option([], "--set", help="Config override key.sub=value."),
 ) -> None:
     """Estimate a recipe's seconds per epoch and total time here from a few real steps."""
-    from product_classifier.cli.common import load_config_or_exit
     from product_classifier.training.timing import time_recipe as measure
 
     cfg = load_config_or_exit(config, overrides)
