@@ -133,9 +133,9 @@ def drop_file(page: Page, path: Path) -> None:
 def open_page(context: BrowserContext) -> Page:
     """A page whose file pickers Playwright intercepts from the start.
 
-    Playwright otherwise turns interception on lazily, inside ``expect_file_chooser``, and that
-    command can reach Chromium after the key press (a known race). The page then opens a real
-    picker instead, and Chromium opens no other picker on that page while one is open.
+    Playwright otherwise turns interception on lazily, inside each ``expect_file_chooser``, and
+    on a loaded machine that command can reach Chromium after the key press (a known race in
+    Playwright and Puppeteer): the picker then opens unreported.
     """
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
@@ -143,14 +143,28 @@ def open_page(context: BrowserContext) -> Page:
     return page
 
 
+COUNT_PICKER_CALLS = """() => {
+    const input = document.getElementById("file-input");
+    if (input.dataset.pickerCalls === undefined) {
+        input.dataset.pickerCalls = "0";
+        const click = input.click.bind(input);
+        input.click = () => { input.dataset.pickerCalls = String(+input.dataset.pickerCalls + 1);
+                              click(); };
+    }
+}"""
+
+
 def open_picker_with_keyboard(page: Page) -> FileChooser:
     """Focus the drop zone and press Enter; the page must open its file picker.
 
     Retried because Chromium only lets a script open a picker within a few seconds of the key
-    press (transient user activation), which a heavily loaded CI machine can exceed.
+    press (transient user activation), which a heavily loaded CI machine can exceed. A failure
+    says whether the page reacted (called the file input's ``click``) and where the focus was,
+    which tells a page bug from a browser that did not report the picker.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+    page.evaluate(COUNT_PICKER_CALLS)
     for _ in range(3):
         page.locator("#drop-zone").focus()
         try:
@@ -159,7 +173,14 @@ def open_picker_with_keyboard(page: Page) -> FileChooser:
         except PlaywrightTimeoutError:
             continue
         return chooser_info.value
-    raise AssertionError("Enter on the focused drop zone never opened the file picker")
+    state = page.evaluate(
+        """() => ({calls: document.getElementById("file-input").dataset.pickerCalls,
+                   focus: document.activeElement && document.activeElement.id})"""
+    )
+    raise AssertionError(
+        "Enter on the focused drop zone never opened the file picker in 3 tries: the page "
+        f"called the file input's click {state['calls']} times; focus on #{state['focus']}"
+    )
 
 
 def rows(page: Page) -> list[dict[str, str]]:
