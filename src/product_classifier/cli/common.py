@@ -51,7 +51,7 @@ def require_files(*paths: Path) -> None:
 
 
 @contextmanager
-def exit_on(*errors: type[Exception], prefix: str = "error: ") -> Iterator[None]:
+def exit_on(*errors: type[Exception]) -> Iterator[None]:
     """End the command with exit code 1 and the message when one of ``errors`` is raised.
 
     For the failures a user can fix (a wrong path, a choice the data cannot meet): the message
@@ -60,5 +60,5 @@ def exit_on(*errors: type[Exception], prefix: str = "error: ") -> Iterator[None]
     try:
         yield
     except errors as exc:
-        typer.secho(f"{prefix}{exc}", fg="red", err=True)
+        typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
